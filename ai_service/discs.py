@@ -1,0 +1,94 @@
+"""From segmentation classes to named discs: one 3D component per level, named by anatomy.
+
+Levels are counted from the sacrum upward over the *vertebral bodies* (not the discs), so a disc the network
+missed does not shift the names of the others, and a T12-L1 disc or a cut-off FOV simply yields fewer levels.
+All arrays are canonical ``(slices, rows, columns)`` at input resolution (rows head→feet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ai_service.labels import LEVELS, disc_label
+
+MIN_DISC_MM3 = 150.0
+MIN_BODY_MM3 = 1500.0
+MIN_SACRUM_MM3 = 800.0
+_STRUCTURE = ndimage.generate_binary_structure(3, 1)
+
+
+@dataclass
+class NamedDisc:
+    level: str
+    mask: np.ndarray  # bool, canonical grid
+    centroid: np.ndarray  # (slice, row, col) pixels
+
+
+@dataclass
+class DiscAssignment:
+    discs: list[NamedDisc]
+    label_map: np.ndarray  # uint8, canonical grid, 201..205
+    vertebrae: int
+    sacrum_found: bool
+    warnings: list[str]
+
+
+def _components(mask: np.ndarray, min_voxels: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    labelled, n = ndimage.label(mask, structure=_STRUCTURE)
+    if n == 0:
+        return []
+    sizes = ndimage.sum_labels(np.ones_like(labelled), labelled, index=np.arange(1, n + 1))
+    centroids = ndimage.center_of_mass(mask, labelled, index=np.arange(1, n + 1))
+    return [
+        (labelled == i + 1, np.asarray(centroids[i]))
+        for i in range(n)
+        if sizes[i] >= min_voxels
+    ]
+
+
+def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
+    """Name disc components L1-L2 ... L5-S1 from a class map (0 bg, 1 disc, 2 body, 3 sacrum)."""
+    voxel_mm3 = float(np.prod(spacing))
+    discs = _components(classes == 1, MIN_DISC_MM3 / voxel_mm3)
+    bodies = _components(classes == 2, MIN_BODY_MM3 / voxel_mm3)
+    sacra = _components(classes == 3, MIN_SACRUM_MM3 / voxel_mm3)
+    warnings: list[str] = []
+    body_rows = sorted(float(c[1]) for _, c in bodies)
+    sacrum_row = None
+    if sacra:
+        mask, centroid = max(sacra, key=lambda mc: mc[0].sum())
+        sacrum_row = float(centroid[1])
+        body_rows = [r for r in body_rows if r < sacrum_row]
+    else:
+        warnings.append("sacrum not identified; levels counted assuming the lowest structure is at L5-S1")
+
+    named: dict[str, NamedDisc] = {}
+    for mask, centroid in sorted(discs, key=lambda mc: mc[1][1]):
+        row = float(centroid[1])
+        below = sum(1 for r in body_rows if r > row)
+        if sacrum_row is not None:
+            if row > sacrum_row:
+                continue  # below the top of the sacrum: not a lumbar disc
+            below += 1
+        elif not any(r > row for r in body_rows):
+            below = 1  # no body below: sits on the (unseen) sacrum
+        else:
+            below += 1
+        index = len(LEVELS) - below
+        if not 0 <= index < len(LEVELS):
+            continue  # T12-L1 and above, never reported
+        level = LEVELS[index]
+        if level in named:  # one level split in two pieces: keep them together
+            merged = named[level].mask | mask
+            named[level] = NamedDisc(level, merged, np.asarray(ndimage.center_of_mass(merged)))
+        else:
+            named[level] = NamedDisc(level, mask, centroid)
+
+    label_map = np.zeros(classes.shape, dtype=np.uint8)
+    ordered = [named[level] for level in LEVELS if level in named]
+    for disc in ordered:
+        label_map[disc.mask] = disc_label(disc.level)
+    return DiscAssignment(ordered, label_map, len(body_rows), sacrum_row is not None, warnings)

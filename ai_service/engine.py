@@ -1,0 +1,201 @@
+"""The inference engine: models loaded once, one fixed-signature compiled graph each, thread-safe.
+
+segment (2.5D U-Net on every slice, probabilities mapped back to the input grid) → name discs by anatomy →
+classify each disc on the slices it covers (max over slices) → typed :class:`Findings` in input pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from ai_service import preprocess as P  # noqa: E402
+from ai_service.config import Settings  # noqa: E402
+from ai_service.discs import assign_levels  # noqa: E402
+from ai_service.errors import InputError, ModelError  # noqa: E402
+from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions  # noqa: E402
+from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  # noqa: E402
+from ai_service.volume import Canonical, Volume, canonical_of  # noqa: E402
+
+log = logging.getLogger(__name__)
+MIN_SLICE_AREA_FRACTION = 0.25  # classify a disc on slices holding at least this share of its largest section
+
+
+@dataclass
+class Analysis:
+    findings: Findings
+    label_map: np.ndarray  # uint8 on the input grid, 201..205
+    canonical: Canonical
+    norm: np.ndarray  # normalised canonical volume (for previews)
+    canonical_labels: np.ndarray
+    timings_ms: dict[str, float]
+
+
+def _compiled(model, shape):
+    import tensorflow as tf
+
+    return tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, *shape], tf.float32)],
+        jit_compile=True,
+        reduce_retracing=True,
+    )
+
+
+class InferenceEngine:
+    """Load once, call :meth:`analyze` from any thread."""
+
+    def __init__(self, settings: Settings):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(settings.inference_threads)
+        registry = ModelRegistry(settings.model_store)
+        self.seg_ref: ModelRef = registry.resolve(SEG_MODEL, settings.seg_model)
+        self.cls_ref: ModelRef = registry.resolve(CLS_MODEL, settings.cls_model)
+        self.threshold = (
+            settings.operating_threshold
+            if settings.operating_threshold is not None
+            else float(self.cls_ref.card.get("operating_threshold", 0.5))
+        )
+        t0 = time.perf_counter()
+        self._seg = _compiled(self._load(self.seg_ref), (P.SEG_SIZE, P.SEG_SIZE, 3))
+        self._cls = _compiled(self._load(self.cls_ref), (P.CROP_SIZE, P.CROP_SIZE, 2))
+        self.load_seconds = time.perf_counter() - t0
+        self._lock = threading.Lock()
+        log.info("models loaded", extra={"seg": self.seg_ref.version, "cls": self.cls_ref.version,
+                                          "seconds": round(self.load_seconds, 2)})
+
+    @staticmethod
+    def _load(ref: ModelRef):
+        import keras
+
+        try:
+            return keras.saving.load_model(ref.model_file, compile=False)
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"model {ref.name}:{ref.version} could not be loaded from {ref.model_file}: {exc}") from exc
+
+    @property
+    def versions(self) -> ModelVersions:
+        return ModelVersions(self.seg_ref.version, self.cls_ref.version)
+
+    def warm_up(self) -> None:
+        """Trace and compile both graphs now, not on the first study."""
+        self._seg(np.zeros((1, P.SEG_SIZE, P.SEG_SIZE, 3), np.float32))
+        self._cls(np.zeros((1, P.CROP_SIZE, P.CROP_SIZE, 2), np.float32))
+
+    def segment(self, norm: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+        """Class map (0 bg, 1 disc, 2 body, 3 sacrum) on the canonical grid at input resolution."""
+        _, rows, cols = norm.shape
+        inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2])
+        probs = self._seg(inputs).numpy()
+        return np.argmax(P.probabilities_to_grid(probs, affine, rows, cols), axis=-1).astype(np.uint8)
+
+    def analyze(self, volume: Volume) -> Analysis:
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        canon = canonical_of(volume)
+        norm = P.normalize_volume(canon.forward(volume.array))
+        spacing = canon.spacing  # (slice, row, col) mm
+        timings["prepare"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        classes = self.segment(norm, spacing)
+        timings["segment"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        assignment = assign_levels(classes, spacing)
+        if not assignment.discs and assignment.vertebrae == 0 and not assignment.sacrum_found:
+            raise InputError("no lumbar spine was found in this series (is it a sagittal lumbar spine MRI?)")
+        timings["levels"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        discs = self._classify(volume, canon, norm, assignment.discs, spacing)
+        timings["classify"] = (time.perf_counter() - t) * 1e3
+
+        findings = Findings(
+            models=self.versions,
+            operating_threshold=self.threshold,
+            discs=discs,
+            shape=volume.shape,
+            spacing=tuple(float(v) for v in volume.spacing),
+            study_instance_uid=volume.study_instance_uid,
+            series_instance_uid=volume.series_instance_uid,
+            frame_of_reference_uid=volume.frame_of_reference_uid,
+            source=volume.kind,
+            warnings=volume.warnings + assignment.warnings,
+        )
+        return Analysis(findings, canon.inverse(assignment.label_map), canon, norm, assignment.label_map, timings)
+
+    def _classify(self, volume, canon, norm, named, spacing) -> list[DiscFinding]:
+        crops, owners = [], []
+        for i, disc in enumerate(named):
+            areas = disc.mask.sum(axis=(1, 2))
+            centre, axis = P.disc_pose(disc.mask, spacing[1], spacing[2])
+            for s in np.nonzero(areas >= MIN_SLICE_AREA_FRACTION * areas.max())[0]:
+                crops.append(P.disc_crop(norm[s], disc.mask[s], centre, axis, spacing[1], spacing[2]))
+                owners.append((i, int(s)))
+        probs = self._cls(np.stack(crops)).numpy()[:, 0] if crops else np.zeros(0)
+
+        voxel_mm3 = float(np.prod(spacing))
+        out = []
+        for i, disc in enumerate(named):
+            mine = [(float(p), s) for p, (j, s) in zip(probs, owners) if j == i]
+            p_disc, p_slice = max(mine)
+            areas = disc.mask.sum(axis=(1, 2))
+            key = p_slice if p_disc >= self.threshold else int(np.argmax(areas))
+            touched = np.nonzero(areas)[0]
+            union = disc.mask.any(axis=0)
+            in_slice = _input_slice(canon, key, volume.shape)
+            out.append(
+                DiscFinding(
+                    level=disc.level,
+                    probability=round(p_disc, 6),
+                    herniation=p_disc >= self.threshold,
+                    slice_index=in_slice,
+                    box=_box_to_input(canon, _bbox(disc.mask[key]), volume.shape),
+                    extent=Extent3D(
+                        first_slice=min(_input_slice(canon, int(touched[0]), volume.shape),
+                                        _input_slice(canon, int(touched[-1]), volume.shape)),
+                        last_slice=max(_input_slice(canon, int(touched[0]), volume.shape),
+                                       _input_slice(canon, int(touched[-1]), volume.shape)),
+                        box=_box_to_input(canon, _bbox(union), volume.shape),
+                        volume_mm3=round(float(disc.mask.sum()) * voxel_mm3, 1),
+                    ),
+                    sop_instance_uid=volume.sop_instance_uids[in_slice] if volume.sop_instance_uids else None,
+                    frame_number=volume.frame_numbers[in_slice] if volume.frame_numbers else None,
+                )
+            )
+        return out
+
+
+def _bbox(mask2d: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.nonzero(mask2d.any(axis=1))[0]
+    cols = np.nonzero(mask2d.any(axis=0))[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _input_slice(canon: Canonical, canon_slice: int, input_shape) -> int:
+    if canon.perm[0] != 0:
+        raise InputError("the slice axis must be the first axis of the input grid")
+    return input_shape[0] - 1 - canon_slice if canon.flips[0] else canon_slice
+
+
+def _box_to_input(canon: Canonical, box, input_shape) -> tuple[int, int, int, int]:
+    """Canonical (col, row) pixel-edge box → input-grid pixel-edge box on the same slice."""
+    c0, r0, c1, r1 = box
+    canon_rows = input_shape[canon.perm[1]]
+    canon_cols = input_shape[canon.perm[2]]
+    if canon.flips[1]:
+        r0, r1 = canon_rows - r1, canon_rows - r0
+    if canon.flips[2]:
+        c0, c1 = canon_cols - c1, canon_cols - c0
+    if canon.perm[1] == 1:  # canonical rows are input rows
+        return int(c0), int(r0), int(c1), int(r1)
+    return int(r0), int(c0), int(r1), int(c1)  # rows/columns swapped

@@ -1,0 +1,98 @@
+"""Inference speed: a 15-slice 512x512 sagittal phantom, segmentation + classification, median of N runs.
+
+Reports the engine (compiled fixed-signature graphs) and, in the same run, a plain ``model.predict`` baseline
+through the same pre/post-processing, model load time, and peak RSS. Run: ``python -m bench.inference``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+
+from bench.common import summary, write_result
+
+
+def bench_case():
+    from pipelines.phantom import generate_case
+    from pipelines.phantom.profile import DEFAULT
+
+    profile = DEFAULT.with_(slices=(15, 15), matrix=(512, 512), rectangular_prob=0.0, fov_mm=(256.0, 360.0))
+    return generate_case(4242, profile=profile)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+
+    from ai_service.config import Settings
+    from ai_service.engine import InferenceEngine
+    from ai_service.volume import Volume
+
+    case = bench_case()
+    volume = Volume(case.image.astype(np.float32), case.spacing, case.origin, case.direction, "mha")
+    assert volume.shape == (15, 512, 512), volume.shape
+
+    t0 = time.perf_counter()
+    engine = InferenceEngine(Settings())
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine.analyze(volume)  # first call compiles the graphs
+    first_s = time.perf_counter() - t0
+
+    def timed(n):
+        out, stages = [], []
+        for _ in range(n):
+            t = time.perf_counter()
+            analysis = engine.analyze(volume)
+            out.append(time.perf_counter() - t)
+            stages.append(analysis.timings_ms)
+        return out, {k: float(np.median([s[k] for s in stages])) for k in stages[0]}, analysis
+
+    fast, stages, analysis = timed(args.runs)
+
+    # baseline in the same process: the same engine with plain model.predict instead of compiled graphs
+    import keras
+
+    seg_model = keras.saving.load_model(engine.seg_ref.model_file, compile=False)
+    cls_model = keras.saving.load_model(engine.cls_ref.model_file, compile=False)
+    compiled = engine._seg, engine._cls
+    engine._seg = lambda x: _Wrap(seg_model.predict(x, verbose=0))
+    engine._cls = lambda x: _Wrap(cls_model.predict(x, verbose=0))
+    engine.analyze(volume)
+    slow, slow_stages, _ = timed(max(5, args.runs // 3))
+    engine._seg, engine._cls = compiled
+
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    fast_s, slow_s = summary(fast), summary(slow)
+    result = {
+        "input": {"shape": list(volume.shape), "spacing_mm": list(volume.spacing), "data": "synthetic phantom"},
+        "models": {"segmentation": engine.seg_ref.version, "classification": engine.cls_ref.version},
+        "engine": fast_s | {"stages_median_ms": stages},
+        "baseline_model_predict": slow_s | {"stages_median_ms": slow_stages},
+        "speedup_vs_predict": slow_s["median_ms"] / fast_s["median_ms"],
+        "model_load_s": load_s,
+        "first_call_s": first_s,
+        "peak_rss_mb": peak_rss_mb,
+        "discs_found": [d.level for d in analysis.findings.discs],
+        "targets": {"median_ms": 500, "peak_rss_mb": 1536},
+    }
+    path = write_result("inference", result)
+    print(f"seg+cls 15x512x512: median {fast_s['median_ms']:.0f} ms (model.predict baseline "
+          f"{slow_s['median_ms']:.0f} ms, x{result['speedup_vs_predict']:.2f}); load {load_s:.2f} s; "
+          f"peak RSS {peak_rss_mb:.0f} MB -> {path}")
+
+
+class _Wrap:
+    def __init__(self, a):
+        self.a = a
+
+    def numpy(self):
+        return self.a
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""LDH Assist pipelines: synthetic phantoms, datasets, training, evaluation and the retraining pipeline."""

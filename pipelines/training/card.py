@@ -1,0 +1,46 @@
+"""Writing a trained model into the registry as an immutable version with its model card."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ai_service.registry import ModelRegistry, atomic_write_text
+
+DISCLAIMER = "trained on synthetic phantoms only, not for clinical use"
+
+
+def new_version(prefix: str) -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def save_model(model, root: Path, name: str, version: str, card: dict[str, Any], *, production: bool) -> Path:
+    """Save ``model`` as ``root/name/version`` (refusing to overwrite) and optionally alias it production."""
+    import keras
+    import tensorflow as tf
+
+    path = Path(root) / name / version
+    if path.exists():
+        raise FileExistsError(f"model version {name}:{version} already exists; versions are immutable")
+    path.mkdir(parents=True)
+    model.save(path / "model.keras")
+    full = {
+        "name": name,
+        "version": version,
+        "intended_use": f"Research and product development only; {DISCLAIMER}.",
+        "disclaimer": DISCLAIMER,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": shlex.join(["ldh", *sys.argv[1:]]) if Path(sys.argv[0]).name == "ldh" else shlex.join(sys.argv),
+        "software": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
+        "parameters": int(model.count_params()),
+        **card,
+    }
+    atomic_write_text(path / "card.json", json.dumps(full, indent=2, sort_keys=True) + "\n")
+    if production:
+        ModelRegistry(root).set_alias(name, "production", version)
+    return path

@@ -1,0 +1,114 @@
+"""``ldh train seg|cls`` and ``ldh evaluate`` argument parsing and orchestration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from ai_service.config import Settings
+from ai_service.registry import CLS_MODEL, SEG_MODEL
+
+TRAIN_SEED_DEFAULTS = {"seg": 11, "cls": 22}
+VAL_SEED_OFFSET = 1000  # validation phantoms: a different base seed than training ones
+
+
+def add_parsers(sub, *, train_func, evaluate_func) -> None:
+    p = sub.add_parser("train", help="train the segmentation (seg) or herniation (cls) model on phantoms",
+                       description="Train on freshly generated synthetic phantoms and write a new immutable model "
+                       "version (model.keras + card.json) into the model store.")
+    p.add_argument("task", choices=["seg", "cls"], help="seg = disc/vertebra U-Net, cls = herniation classifier")
+    p.add_argument("--count", type=int, default=None, help="training phantoms (default seg 240, cls 400)")
+    p.add_argument("--val-count", type=int, default=None, help="validation phantoms (default seg 30, cls 120)")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default seg 11, cls 22)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default seg 14, cls 24)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default seg 8, cls 64)")
+    p.add_argument("--base-filters", type=int, default=8, help="seg: U-Net base filters")
+    p.add_argument("--trials", type=int, default=4, help="cls: Keras Tuner trials (the search budget)")
+    p.add_argument("--herniation-rate", type=float, default=0.35, help="per-level herniation probability")
+    p.add_argument("--profile", default="default", help="phantom profile (default, shifted)")
+    p.add_argument("--store", type=Path, default=None, help="model store (default LDH_MODEL_STORE)")
+    p.add_argument("--version", default=None, help="version name (default <task>-<UTC time>)")
+    p.add_argument("--production", action="store_true", help="point the production alias at the new version")
+    p.add_argument("--workers", type=int, default=2, help="phantom generator processes")
+    p.set_defaults(func=train_func)
+
+    e = sub.add_parser("evaluate", help="evaluate the models on a phantom hold-out: Dice, levels, AUC, ROC",
+                       description="Generate hold-out phantoms (a seed never used in training), analyse each with "
+                       "the inference engine and report per-level Dice, level-assignment accuracy, AUC, "
+                       "sensitivity/specificity at the operating threshold; writes metrics.json, roc.png, "
+                       "calibration.png. Figures describe synthetic phantoms only.")
+    e.add_argument("--count", type=int, default=200, help="hold-out phantoms (default 200)")
+    e.add_argument("--seed", type=int, default=909, help="hold-out base seed (default 909; training uses 11/22)")
+    e.add_argument("--herniation-rate", type=float, default=0.35)
+    e.add_argument("--profile", default="default")
+    e.add_argument("--out", type=Path, required=True, help="folder for metrics.json and plots")
+    e.add_argument("--workers", type=int, default=1, help="phantom generator processes")
+    e.set_defaults(func=evaluate_func)
+
+
+def _progress(label: str):
+    def show(done: int, total: int) -> None:
+        bar = "#" * int(30 * done / total)
+        print(f"\r{label} [{bar:<30}] {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def run_train(args: argparse.Namespace, settings: Settings) -> int:
+    from pipelines.training import data as D
+    from pipelines.training.card import new_version, save_model
+
+    task = args.task
+    seed = TRAIN_SEED_DEFAULTS[task] if args.seed is None else args.seed
+    store = args.store or settings.model_store
+    common = {"herniation_rate": args.herniation_rate, "profile": args.profile, "workers": args.workers}
+    data_card = {"generator": "pipelines.phantom (synthetic lumbar MRI phantoms)", "profile": args.profile,
+                 "herniation_rate": args.herniation_rate, "seed": seed, "validation_seed": seed + VAL_SEED_OFFSET}
+    if task == "seg":
+        count, val_count = args.count or 240, args.val_count or 30
+        epochs, batch = args.epochs or 14, args.batch or 8
+        from pipelines.training.seg import disc_dice, train_seg
+
+        x, y = D.build_seg(seed, count, progress=_progress("training phantoms"), **common)
+        xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, progress=_progress("validation phantoms"), **common)
+        print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
+        model, history = train_seg(x, y, xv, yv, epochs=epochs, batch=batch, base_filters=args.base_filters,
+                                   lr=1e-3, seed=seed)
+        metrics = disc_dice(model, xv, yv)
+        card = {"task": "segmentation of intervertebral discs, vertebral bodies and sacrum on sagittal slices",
+                "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4},
+                "training": {"epochs": epochs, "batch": batch, "cases": count, "validation_cases": val_count,
+                             "slices": int(len(x)), "history": history},
+                "data": data_card | {"count": count, "validation_count": val_count},
+                "metrics": {"validation_canvas": metrics}}
+        name, prefix = SEG_MODEL, "seg"
+    else:
+        count, val_count = args.count or 400, args.val_count or 120
+        epochs, batch = args.epochs or 24, args.batch or 64
+        from pipelines.training.cls import train_cls
+
+        data = D.build_cls(seed, count, augment=True, progress=_progress("training phantoms"), **common)
+        val = D.build_cls(seed + VAL_SEED_OFFSET, val_count, augment=False,
+                          progress=_progress("validation phantoms"), **common)
+        print(f"classifier samples: {len(data.y)} train crops ({int(data.y.sum())} positive), "
+              f"{len(val.y)} validation crops", file=sys.stderr)
+        with tempfile.TemporaryDirectory(prefix="ldh-tuner-") as work:
+            model, hps, threshold, metrics, history = train_cls(data, val, epochs=epochs, batch=batch,
+                                                                trials=args.trials, seed=seed, workdir=Path(work))
+        card = {"task": "P(herniation) of one disc on one sagittal slice; disc P = max over its slices",
+                "architecture": {"type": "CNN", "hyperparameters": hps, "search": {"tuner": "keras_tuner.RandomSearch",
+                                                                                 "trials": args.trials}},
+                "operating_threshold": threshold,
+                "operating_point": "highest threshold keeping validation disc-level sensitivity >= 0.95",
+                "training": {"epochs": epochs, "batch": batch, "crops": int(len(data.y)), "history": history},
+                "data": data_card | {"count": count, "validation_count": val_count},
+                "metrics": {"validation": metrics}}
+        name, prefix = CLS_MODEL, "cls"
+    version = args.version or new_version(prefix)
+    path = save_model(model, store, name, version, card, production=args.production)
+    print(json.dumps(card["metrics"], indent=2))
+    print(f"wrote {name}:{version} to {path}{' (production)' if args.production else ''}")
+    return 0

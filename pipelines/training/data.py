@@ -1,0 +1,139 @@
+"""Turn phantom cases into network samples through the *serving* preprocessing (ai_service.preprocess).
+
+A case goes through the same Volume → canonical → normalise path as a study at inference time; only the
+targets come from the phantom's ground truth.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+
+import numpy as np
+
+from ai_service import labels as L
+from ai_service import preprocess as P
+from ai_service.volume import Volume, canonical_of
+from pipelines.phantom import PhantomCase, generate_case
+
+MIN_HERNIATION_MM2 = 2.0  # a slice shows the herniation when it cuts at least this much herniated material
+
+
+@dataclass
+class CanonicalCase:
+    norm: np.ndarray  # float32 (S, R, C)
+    labels: np.ndarray  # uint8 (S, R, C)
+    herniated: np.ndarray  # bool (S, R, C)
+    spacing: tuple[float, float, float]  # (slice, row, col) mm
+    truth: dict
+
+
+def case_seed(seed: int, index: int) -> int:
+    """Seed of case ``index`` of a dataset with base ``seed`` (kept apart from the phantom's own derivation)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def canonical_case(case: PhantomCase) -> CanonicalCase:
+    volume = Volume(case.image.astype(np.float32), case.spacing, case.origin, case.direction, "mha")
+    canon = canonical_of(volume)
+    return CanonicalCase(
+        P.normalize_volume(canon.forward(volume.array)),
+        canon.forward(case.labels),
+        canon.forward(case.herniation_mask),
+        canon.spacing,
+        case.truth,
+    )
+
+
+def seg_samples(cc: CanonicalCase) -> tuple[np.ndarray, np.ndarray]:
+    """(slices, SEG_SIZE, SEG_SIZE, 3) uint8 inputs and (slices, SEG_SIZE, SEG_SIZE) uint8 class targets."""
+    x, affine = P.seg_inputs(cc.norm, cc.spacing[1], cc.spacing[2])
+    y = P.seg_targets(P.seg_classes(cc.labels), affine)
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8), y
+
+
+def cls_samples(cc: CanonicalCase, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, list]:
+    """Crops (N, CROP, CROP, 2) float16, per-slice herniation labels (N,), and (level, slice) per crop.
+
+    With ``rng`` the disc mask is jittered (dilated/eroded, a few pixels shifted) so the classifier tolerates
+    the segmentation network's small errors at serving time.
+    """
+    crops, ys, meta = [], [], []
+    pixel_mm2 = cc.spacing[1] * cc.spacing[2]
+    for level in L.LEVELS:
+        mask = cc.labels == L.disc_label(level)
+        if not mask.any():
+            continue
+        if rng is not None:
+            mask = _jitter(mask, rng)
+        areas = mask.sum(axis=(1, 2))
+        centre, axis = P.disc_pose(mask, cc.spacing[1], cc.spacing[2])
+        herniated = cc.herniated & (cc.labels == L.disc_label(level))
+        for s in np.nonzero(areas >= 0.25 * areas.max())[0]:
+            crops.append(P.disc_crop(cc.norm[s], mask[s], centre, axis, cc.spacing[1], cc.spacing[2]))
+            ys.append(float(herniated[s].sum() * pixel_mm2 >= MIN_HERNIATION_MM2))
+            meta.append((level, int(s)))
+    if not crops:
+        return np.zeros((0, P.CROP_SIZE, P.CROP_SIZE, 2), np.float16), np.zeros(0, np.float32), []
+    return np.stack(crops).astype(np.float16), np.asarray(ys, np.float32), meta
+
+
+def _jitter(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    k = np.ones((3, 3), np.uint8)
+    op = rng.integers(0, 3)
+    out = mask.astype(np.uint8)
+    if op == 1:
+        out = np.stack([cv2.dilate(m, k) for m in out])
+    elif op == 2:
+        out = np.stack([cv2.erode(m, k) for m in out])
+    return out.astype(bool) if out.any() else mask
+
+
+def _make(args) -> tuple:
+    seed, index, rate, profile, kind, augment = args
+    cc = canonical_case(generate_case(case_seed(seed, index), herniation_rate=rate, profile=profile))
+    if kind == "seg":
+        return seg_samples(cc)
+    rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
+    crops, ys, meta = cls_samples(cc, rng)
+    truth = {lv["level"]: bool(lv["herniation"]) for lv in cc.truth["levels"]}
+    discs = [f"{index}:{level}" for level, _ in meta]
+    return crops, ys, discs, [truth[level] for level, _ in meta]
+
+
+@dataclass
+class ClsData:
+    x: np.ndarray  # crops
+    y: np.ndarray  # per-slice label
+    disc: np.ndarray  # disc id per crop ("case:level")
+    disc_y: np.ndarray  # disc-level truth per crop (the phantom's herniation flag)
+
+
+def build_seg(seed: int, count: int, **kw) -> tuple[np.ndarray, np.ndarray]:
+    parts = _run("seg", seed, count, **kw)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def build_cls(seed: int, count: int, *, augment: bool = True, **kw) -> ClsData:
+    parts = _run("cls", seed, count, augment=augment, **kw)
+    return ClsData(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.asarray([d for p in parts for d in p[2]]),
+        np.asarray([t for p in parts for t in p[3]], dtype=np.float32),
+    )
+
+
+def _run(kind: str, seed: int, count: int, *, herniation_rate: float = 0.35, profile: str = "default",
+         augment: bool = False, workers: int = 2, progress=None) -> list:
+    """Generate ``count`` phantoms in parallel worker processes and return each case's samples."""
+    jobs = [(seed, i, herniation_rate, profile, kind, augment) for i in range(count)]
+    parts = []
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for i, part in enumerate(pool.imap(_make, jobs, chunksize=2)):
+            parts.append(part)
+            if progress:
+                progress(i + 1, count)
+    return parts

@@ -1,0 +1,64 @@
+"""Train the 2.5D disc/vertebra/sacrum U-Net on freshly generated phantoms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ai_service.preprocess import SEG_CLASSES
+
+
+def dice_loss(y_true, y_pred):
+    """Soft Dice over the foreground classes, averaged: keeps thin discs from drowning in background."""
+    import tensorflow as tf
+
+    axes = (0, 1, 2)
+    inter = tf.reduce_sum(y_true * y_pred, axis=axes)
+    denom = tf.reduce_sum(y_true + y_pred, axis=axes)
+    dice = (2.0 * inter + 1.0) / (denom + 1.0)
+    return 1.0 - tf.reduce_mean(dice[1:])
+
+
+def seg_loss(y_true, y_pred):
+    import keras
+
+    return keras.losses.categorical_crossentropy(y_true, y_pred) + dice_loss(y_true, y_pred)
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool, seed: int):
+    import tensorflow as tf
+
+    k = len(SEG_CLASSES)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, tf.one_hot(tf.cast(b, tf.int32), k)),
+                num_parallel_calls=2)
+    return ds.batch(batch).prefetch(2)
+
+
+def disc_dice(model, x: np.ndarray, y: np.ndarray, batch: int = 16) -> dict[str, float]:
+    """Per-class Dice on canvas samples (a quick validation figure; `ldh evaluate` measures on input grids)."""
+    pred = np.concatenate([np.argmax(model.predict(x[i : i + batch] / 255.0, verbose=0), -1)
+                           for i in range(0, len(x), batch)])
+    out = {}
+    for c, name in enumerate(SEG_CLASSES[1:], start=1):
+        a, b = pred == c, y == c
+        out[f"dice_{name}"] = float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+    return out
+
+
+def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: float, seed: int, verbose: int = 1):
+    import keras
+
+    from ai_service.networks import build_unet
+
+    keras.utils.set_random_seed(seed)
+    model = build_unet(base_filters=base_filters)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=seg_loss, jit_compile=True)
+    callbacks = [
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True),
+    ]
+    history = model.fit(_dataset(x, y, batch, True, seed), validation_data=_dataset(xv, yv, batch, False, seed),
+                        epochs=epochs, callbacks=callbacks, verbose=verbose)
+    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}

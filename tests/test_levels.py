@@ -1,0 +1,62 @@
+"""Level naming by anatomy: counted from the sacrum over vertebral bodies, robust to missing/extra discs."""
+
+import numpy as np
+
+from ai_service.discs import assign_levels
+from ai_service.labels import LEVELS, disc_label
+
+SPACING = (4.0, 1.0, 1.0)  # (slice, row, col) mm
+
+
+def spine(bodies: int = 7, skip_discs=(), sacrum: bool = True) -> np.ndarray:
+    """A toy canonical class map: bodies 20 rows tall, discs 6 rows, sacrum at the bottom."""
+    classes = np.zeros((5, 260, 80), np.uint8)
+    row = 5
+    for b in range(bodies):
+        classes[:, row : row + 20, 20:60] = 2
+        row += 20
+        if b not in skip_discs:
+            classes[:, row + 1 : row + 6, 22:58] = 1
+        row += 7
+    if sacrum:
+        classes[:, row : row + 30, 25:65] = 3
+    return classes
+
+
+def test_six_bodies_and_sacrum_name_t12_to_s1_discs():
+    result = assign_levels(spine(bodies=6), SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)  # the T12-L1 disc is not reported
+    assert result.sacrum_found and not result.warnings
+    rows = [d.centroid[1] for d in result.discs]
+    assert rows == sorted(rows)
+    assert set(np.unique(result.label_map)) == {0, *[disc_label(lv) for lv in LEVELS]}
+
+
+def test_missing_disc_does_not_shift_the_other_levels():
+    # bodies T12(0) L1(1) L2(2) L3(3) L4(4) L5(5): skip the disc below body 3 = L3-L4
+    result = assign_levels(spine(bodies=6, skip_discs=(3,)), SPACING)
+    assert [d.level for d in result.discs] == ["L1-L2", "L2-L3", "L4-L5", "L5-S1"]
+
+
+def test_cut_fov_keeps_lower_levels():
+    result = assign_levels(spine(bodies=3), SPACING)  # only L3, L4, L5 bodies in view
+    assert [d.level for d in result.discs] == ["L3-L4", "L4-L5", "L5-S1"]
+
+
+def test_without_sacrum_the_lowest_disc_is_l5_s1_and_a_warning_says_so():
+    result = assign_levels(spine(bodies=5, sacrum=False), SPACING)
+    assert result.discs[-1].level == "L5-S1"
+    assert [d.level for d in result.discs] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert any("sacrum" in w for w in result.warnings)
+
+
+def test_specks_below_minimum_volume_are_ignored():
+    classes = spine(bodies=6)
+    classes[2, 250, 5] = 1  # a one-voxel false disc
+    result = assign_levels(classes, SPACING)
+    assert len(result.discs) == 5
+
+
+def test_empty_map_gives_no_discs():
+    result = assign_levels(np.zeros((3, 50, 50), np.uint8), SPACING)
+    assert result.discs == [] and not result.label_map.any()
