@@ -1,4 +1,4 @@
-"""``ldh analyze``: one input → findings.json, discs.mha, preview.png (+ DICOM SEG/SR for DICOM sources).
+"""``ldh analyze``: one input → findings.json, discs.mha, preview.png (+ seg.dcm, sr.dcm, preview.dcm for DICOM).
 
 Outputs are written into a hidden staging folder and moved into place only when all of them exist, so a failure
 leaves nothing partial behind.
@@ -46,6 +46,20 @@ def analyze_path(source: Path, out: Path, settings: Settings, engine: InferenceE
     return AnalyzeResult(analysis.findings, files, analysis)
 
 
+def encode_dicom(volume: Volume, analysis: Analysis, preview_rgb, settings: Settings) -> dict:
+    """SEG (when a disc was found), the TID 1500 SR, and the optional Secondary Capture preview."""
+    from ai_service.encoders import encode_preview, encode_seg, encode_sr
+
+    out = {}
+    seg = encode_seg(volume.datasets, analysis.label_map, analysis.findings, settings)
+    if seg is not None:
+        out["seg"] = seg
+    out["sr"] = encode_sr(volume.datasets, analysis.findings, settings, seg=seg)
+    if settings.emit_preview:
+        out["preview"] = encode_preview(volume.datasets, analysis.findings, preview_rgb, settings, label=False)
+    return out
+
+
 def write_outputs(volume: Volume, analysis: Analysis, out: Path, settings: Settings) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +70,9 @@ def write_outputs(volume: Volume, analysis: Analysis, out: Path, settings: Setti
         preview = render_preview(volume.array, analysis.findings)
         if not cv2.imwrite(str(staging / "preview.png"), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR)):
             raise OSError("could not write preview.png")
+        if volume.kind == "dicom":
+            for name, ds in encode_dicom(volume, analysis, preview, settings).items():
+                ds.save_as(staging / f"{name}.dcm", enforce_file_format=True)
         files = {}
         for item in sorted(staging.iterdir()):
             target = out / item.name

@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from ai_service.preprocess import CROP_SIZE, SEG_CLASSES, SEG_SIZE
+from ai_service.preprocess import CROP_SIZE, SEG_CLASSES
 
 
 def _conv_block(x, filters: int, name: str):
@@ -19,9 +19,10 @@ def _conv_block(x, filters: int, name: str):
     return x
 
 
-def build_unet(base_filters: int = 12, depth: int = 4, size: int = SEG_SIZE) -> keras.Model:
-    """U-Net: input (size, size, 3) = slice and its neighbours; output softmax over SEG_CLASSES."""
-    inputs = keras.Input((size, size, 3), name="slices")
+def build_unet(base_filters: int = 8, depth: int = 4) -> keras.Model:
+    """U-Net on (H, W, 3) = slice and its neighbours (any size divisible by 2**depth; serving uses SEG_SIZE²,
+    training random crops of it); output softmax over SEG_CLASSES."""
+    inputs = keras.Input((None, None, 3), name="slices")
     x = inputs
     skips = []
     for level in range(depth):

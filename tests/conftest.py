@@ -156,6 +156,10 @@ def to_enhanced(sources: list[Dataset]) -> list[Dataset]:
         sop_instance_uid=generate_uid(),
         instance_number=1,
     )
+    frames = enhanced.PerFrameFunctionalGroupsSequence
+    for i, ds in enumerate(sources):  # frame i+1 must be slice i, as the encoders assume
+        position = [float(v) for v in frames[i].PlanePositionSequence[0].ImagePositionPatient]
+        assert np.allclose(position, [float(v) for v in ds.ImagePositionPatient])
     return [enhanced]
 
 

@@ -39,9 +39,10 @@ PRESENT = Code("52101004", "SCT", "Present")  # CID 240/241
 ABSENT = Code("272519000", "SCT", "Absent")  # CID 240/241
 ANATOMICAL_STRUCTURE = Code("91723000", "SCT", "Anatomical Structure")  # CID 7150 (segmented property category)
 LUMBAR_SPINE = Code("122496007", "SCT", "Lumbar spine")  # CID 4031 (anatomic region)
-#: Procedure reported (TID 1500 row 4): MR imaging of the spine (the lumbar region is carried by the
-#: anatomic region of the SEG and by every finding site).
-PROCEDURE_REPORTED = Code("241645008", "SCT", "Magnetic resonance imaging of spine")
+#: Procedure reported (TID 1500 row 4, DCID 100). CID 100 has no lumbar-spine MR code, and a code from outside
+#: it is an error for the pixelmed validator, so the report names the modality here and the lumbar spine in
+#: every finding site (CID 1003 disc levels) and in the SEG's anatomic region.
+PROCEDURE_REPORTED = Code("25056-3", "LN", "MRI unspecified body region")
 ALGORITHM_FAMILY = codes.DCM.ArtificialIntelligence  # (123110, DCM) CID 7162
 UNIT_PROBABILITY = Code("1", "UCUM", "no units")  # CID 7181
 REPORT_TITLE = codes.DCM.ImagingMeasurementReport  # (126000, DCM) CID 7021
@@ -85,3 +86,9 @@ def coding_scheme_identification() -> list[Dataset]:
     ihe.CodingSchemeName = "IHE defined codes"
     ihe.CodingSchemeResponsibleOrganization = "IHE International"
     return [private, ihe]
+
+
+#: Code meanings as the DICOM templates spell them, where a library writes a different capitalisation.
+TEMPLATE_CODE_MEANINGS: dict[tuple[str, str], str] = {
+    ("121232", "DCM"): "Source series for segmentation",
+}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence

@@ -63,11 +63,12 @@ def encode_preview(
         study_date=src.get("StudyDate"),
         study_time=src.get("StudyTime"),
         referring_physician_name=src.get("ReferringPhysicianName"),
-        patient_orientation=("", ""),
+        patient_orientation=_patient_orientation(series),
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )
     identity.stamp_identity(sc, settings, versions, identity.PREVIEW_SERIES_DESCRIPTION)
     identity.copy_patient_study(sc, src)
+    sc.BodyPartExamined = src.get("BodyPartExamined") or "LSPINE"
     sc.BurnedInAnnotation = "YES"
     sc.RecognizableVisualFeatures = "NO"
     sc.ImageType = ["DERIVED", "SECONDARY"]
@@ -83,6 +84,25 @@ def encode_preview(
         source_item.ReferencedFrameNumber = ref.frame_number
     sc.SourceImageSequence = [source_item]
     return sc
+
+
+def _patient_orientation(series) -> tuple[str, str]:
+    """Dominant patient direction of the rows and columns of the source (e.g. sagittal: ("P", "F"))."""
+    src = series.first
+    if "ImageOrientationPatient" in src:
+        iop = [float(v) for v in src.ImageOrientationPatient]
+    else:
+        group = src.SharedFunctionalGroupsSequence[0]
+        if "PlaneOrientationSequence" not in group:
+            group = src.PerFrameFunctionalGroupsSequence[0]
+        iop = [float(v) for v in group.PlaneOrientationSequence[0].ImageOrientationPatient]
+    letters = (("R", "L"), ("A", "P"), ("F", "H"))
+
+    def letter(v):
+        axis = int(np.argmax(np.abs(v)))
+        return letters[axis][1 if v[axis] > 0 else 0]
+
+    return letter(iop[:3]), letter(iop[3:])
 
 
 def _key_slice(findings: Findings) -> int:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from ai_service.errors import InputError
 
-class EncodingError(ValueError):
+
+class EncodingError(InputError):
     """The inputs cannot be encoded into a valid DICOM object (the message says why, in one sentence)."""
 
 

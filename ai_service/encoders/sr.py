@@ -5,7 +5,7 @@ SCOORD region and *no* NUM; see CONFORMANCE.md). For every disc level, two measu
 Tracking Unique Identifier (the tracked finding = that disc; it is also the SEG segment's Tracking UID):
 
 1. TID 1410 planar ROI group: tracking id/UID, finding = the disc (CID 7604), finding site = the level
-   (CID 1003), algorithm identification, the key-slice box as a closed 5-point SCOORD POLYLINE selected from
+   (CID 1003), the key-slice box as a closed 5-point SCOORD POLYLINE selected from
    the key image (frame), and the qualitative evaluation "Lumbar disc herniation" = Present / Absent.
    No NUM, so OHIF hydrates it as a rectangle.
 2. The probability group, holding the NUM "Probability of lumbar disc herniation" (UCUM "1"):
@@ -104,7 +104,6 @@ def _groups(
     entries: Sequence[_Entry],
     series: SourceSeries,
     seg: Dataset | None,
-    algorithm: hd.sr.AlgorithmIdentification | None,
 ) -> list:
     if not entries:
         return [
@@ -112,7 +111,6 @@ def _groups(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="No disc found"),
                 finding_type=codes.REPORTABLE_DISC,
                 finding_sites=[hd.sr.FindingSite(codes.LUMBAR_SPINE)],
-                algorithm_id=algorithm,
                 qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DISC_DETECTION, codes.ABSENT)],
             )
         ]
@@ -130,7 +128,6 @@ def _groups(
             tracking_identifier=_tracking(e),
             finding_type=codes.DISC[e.level],
             finding_sites=[hd.sr.FindingSite(codes.DISC_LEVEL[e.level])],
-            algorithm_id=algorithm,
         )
         groups.append(
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -164,6 +161,15 @@ def _groups(
     return groups
 
 
+def _fix_code_meanings(item: Dataset) -> None:
+    for child in item.get("ContentSequence", []):
+        for code in child.get("ConceptNameCodeSequence", []):
+            meaning = codes.TEMPLATE_CODE_MEANINGS.get((code.CodeValue, code.CodingSchemeDesignator))
+            if meaning:
+                code.CodeMeaning = meaning
+        _fix_code_meanings(child)
+
+
 def _device_observer(settings: Settings, versions: str) -> hd.sr.ObserverContext:
     return hd.sr.ObserverContext(
         observer_type=dcm_codes.DCM.Device,
@@ -183,7 +189,6 @@ def _document(
     settings: Settings,
     versions: str,
     observation_context: hd.sr.ObservationContext,
-    algorithm: hd.sr.AlgorithmIdentification | None,
     seg: Dataset | None,
     description: str,
     series_number: int,
@@ -192,9 +197,10 @@ def _document(
     report = hd.sr.MeasurementReport(
         observation_context=observation_context,
         procedure_reported=codes.PROCEDURE_REPORTED,
-        imaging_measurements=_groups(entries, series, seg, algorithm),
+        imaging_measurements=_groups(entries, series, seg),
         title=codes.REPORT_TITLE,
     )
+    _fix_code_meanings(report[0])
     evidence = list(series.datasets) + ([seg] if seg is not None else [])
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
@@ -237,16 +243,12 @@ def encode_sr(
     if len({e.level for e in entries}) != len(entries):
         raise EncodingError("The findings report the same disc level twice.")
     versions = identity.software_versions(findings.models)
-    algorithm = hd.sr.AlgorithmIdentification(
-        name=identity.ALGORITHM_NAME, version=versions, family=codes.ALGORITHM_FAMILY
-    )
     return _document(
         series,
         entries,
         settings,
         versions,
         hd.sr.ObservationContext(observer_device_context=_device_observer(settings, versions)),
-        algorithm,
         seg,
         identity.SR_SERIES_DESCRIPTION,
         identity.SR_SERIES_NUMBER,
@@ -302,7 +304,6 @@ def encode_reviewed_sr(
         settings,
         versions,
         context,
-        None,
         None,
         identity.REVIEWED_SR_SERIES_DESCRIPTION,
         identity.REVIEWED_SR_SERIES_NUMBER,

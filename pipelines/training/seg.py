@@ -24,15 +24,28 @@ def seg_loss(y_true, y_pred):
     return keras.losses.categorical_crossentropy(y_true, y_pred) + dice_loss(y_true, y_pred)
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool, seed: int):
+TRAIN_CROP = 128  # training sees random 128² windows of the 256² canvas (4x cheaper); serving sees the whole canvas
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int):
     import tensorflow as tf
 
     k = len(SEG_CLASSES)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
+
+    def to_float(a, b):
+        return tf.cast(a, tf.float32) / 255.0, tf.one_hot(tf.cast(b, tf.int32), k)
+
+    if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, tf.one_hot(tf.cast(b, tf.int32), k)),
-                num_parallel_calls=2)
+
+        def crop(a, b):
+            both = tf.concat([a, b[..., None]], axis=-1)
+            both = tf.image.random_crop(both, (TRAIN_CROP, TRAIN_CROP, 4), seed=seed)
+            return both[..., :3], both[..., 3]
+
+        ds = ds.map(crop, num_parallel_calls=2)
+    ds = ds.map(to_float, num_parallel_calls=2)
     return ds.batch(batch).prefetch(2)
 
 
