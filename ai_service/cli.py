@@ -66,6 +66,62 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from dicom_node.node import Node
+
+    updates = {k: v for k, v in (("node_port", args.port), ("node_ae_title", args.ae_title),
+                                  ("data_dir", args.data_dir)) if v is not None}
+    settings = settings.model_copy(update=updates)
+    analyzer = None
+    if not args.receive_only:
+        from ai_service.worker import SeriesAnalyzer
+
+        analyzer = SeriesAnalyzer(settings)
+    import signal
+
+    node = Node(settings, analyzer).start()
+    signal.signal(signal.SIGTERM, lambda *_: node.request_stop())
+    print(f"ldh serve: {settings.node_ae_title} listening on {settings.node_host}:{node.port}, "
+          f"data in {settings.data_dir}" + (" (receive only)" if analyzer is None else
+                                            f", model {analyzer.model_version}"), flush=True)
+    api = _start_api(args, settings, analyzer, node)
+    try:
+        node.serve_forever()
+    finally:
+        if api is not None:
+            api.stop()
+    return 0
+
+
+def _start_api(args: argparse.Namespace, settings: Settings, analyzer, node):
+    """The REST API + web page in the same process, sharing the node's loaded engine (LDH_API_*)."""
+    if args.no_api or not settings.api_enabled:
+        return None
+    from ai_service.api.server import ApiServer
+
+    if args.api_port is not None:
+        settings = settings.model_copy(update={"api_port": args.api_port})
+    try:
+        api = ApiServer(settings, engine=getattr(analyzer, "engine", None)).start()
+    except Exception:
+        node.stop()
+        raise
+    if analyzer is not None:  # uploads go through the node's inbox, routing, jobs and exporter
+        api.app.state.ldh.use_node(node)
+    print(f"ldh serve: API and web page on {api.url} (OpenAPI at {api.url}docs)", flush=True)
+    return api
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from dicom_node.status import format_status, load
+
+    status = load(args.data_dir or settings.data_dir)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipelines.phantom.cli import add_parser as add_phantom
     from pipelines.training.cli import add_parsers as add_training
@@ -92,6 +148,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_analyze)
 
     add_training(sub, train_func=_train, evaluate_func=_evaluate)
+
+    p = sub.add_parser("serve", help="run the DICOM node: C-STORE receiver, analysis worker, exporter",
+                       description="Receive studies over DICOM (C-STORE), analyse routed series, send SEG + SR back "
+                       "(C-STORE / STOW-RS). Settings: LDH_NODE_* (see README). Stops on Ctrl-C / SIGTERM.")
+    p.add_argument("--port", type=int, default=None, help="DICOM port (default LDH_NODE_PORT = 11112)")
+    p.add_argument("--ae-title", default=None, help="our AE title (default LDH_NODE_AE_TITLE = LDHASSIST)")
+    p.add_argument("--data-dir", type=Path, default=None, help="data directory (default LDH_DATA_DIR)")
+    p.add_argument("--receive-only", action="store_true", help="receive and assemble, do not analyse")
+    p.add_argument("--api-port", type=int, default=None, help="REST API / web page port (default LDH_API_PORT = 8080)")
+    p.add_argument("--no-api", action="store_true", help="do not serve the REST API / web page (LDH_API_ENABLED)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("status", help="per study: received / waiting / analysed / exported / failed",
+                       description="What the DICOM node holds, read from its index in the data directory.")
+    p.add_argument("--data-dir", type=Path, default=None, help="data directory (default LDH_DATA_DIR)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_status)
 
     p = sub.add_parser("models", help="list or show model versions in the registry")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")

@@ -41,6 +41,81 @@ class Settings(BaseSettings):
     institution_name: str | None = Field(None, description="InstitutionName in emitted DICOM, if set.")
     emit_preview: bool = Field(True, description="Also emit a Secondary Capture preview (burned-in AI boxes).")
 
+    # ---------------------------------------------------------------- DICOM node (dicom_node/, `ldh serve`)
+    node_ae_title: str = Field("LDHASSIST", min_length=1, max_length=16, description="Our AE title (SCP and SCU).")
+    node_host: str = Field("0.0.0.0", description="Address the C-STORE SCP listens on.")
+    node_port: int = Field(11112, ge=0, le=65535, description="DICOM port (0 = any free port).")
+    node_max_associations: int = Field(10, ge=1, description="Concurrent inbound associations per receiver.")
+    node_max_pdu: int = Field(
+        262144, ge=0, description="Largest PDU we accept in bytes (0 = unlimited); large PDUs mean less overhead."
+    )
+    node_allowed_aets: str = Field(
+        "", description="Comma-separated calling AE titles allowed to associate (empty = any caller)."
+    )
+    node_allowed_hosts: str = Field(
+        "", description="Comma-separated peer IP addresses allowed to associate (empty = any host)."
+    )
+    node_tls_cert: Path | None = Field(None, description="PEM certificate: enables DICOM TLS on the SCP.")
+    node_tls_key: Path | None = Field(None, description="PEM private key for node_tls_cert.")
+    node_tls_ca: Path | None = Field(None, description="PEM CA bundle: when set, callers must present a certificate.")
+    node_min_free_mb: int = Field(
+        512, ge=0, description="Free-space floor under data_dir: below it C-STORE answers 0xA700, associations refused."
+    )
+    node_quiet_seconds: float = Field(
+        3.0, ge=0.0, description="A series is complete when its associations ended and nothing arrived for this long."
+    )
+    node_routing_file: Path | None = Field(
+        None, description="JSON routing rules (default: MR lumbar spine, sagittal, enough slices)."
+    )
+    node_receivers: int = Field(
+        2, ge=0, le=16,
+        description="Receiver processes sharing the DICOM port (SO_REUSEPORT); 0 = receive in the main process.",
+    )
+    node_export_dimse: str = Field(
+        "", description="Comma-separated C-STORE destinations AE@host:port for SEG/SR/preview (e.g. ORTHANC@pacs:4242)."
+    )
+    node_export_stow_url: str | None = Field(None, description="DICOMweb base URL to STOW-RS results to.")
+    node_export_max_attempts: int = Field(8, ge=1, description="Export attempts before an item is dead-lettered.")
+    node_export_backoff_s: float = Field(1.0, gt=0.0, description="First retry delay; doubles each attempt (jittered).")
+    node_export_backoff_max_s: float = Field(300.0, gt=0.0, description="Longest retry delay.")
+
+    @property
+    def node_allowed_aet_list(self) -> list[str]:
+        return [a.strip() for a in self.node_allowed_aets.split(",") if a.strip()]
+
+    @property
+    def node_allowed_host_list(self) -> list[str]:
+        return [a.strip() for a in self.node_allowed_hosts.split(",") if a.strip()]
+
+    # ---------------------------------------------------------------- API (ai_service/api/, web page, `ldh serve`)
+    api_enabled: bool = Field(True, description="Serve the REST API + web page from `ldh serve`.")
+    api_host: str = Field("127.0.0.1", description="Address the REST API / web page listens on.")
+    api_port: int = Field(8080, ge=0, le=65535, description="HTTP port of the REST API / web page.")
+    api_auth: str = Field(
+        "required", pattern="^(required|off)$",
+        description="`required`: every /api call needs a key from api_keys/api_keys_file; `off`: local use only.",
+    )
+    api_keys: str = Field(
+        "", description="Comma-separated credentials TOKEN:LOGIN[:ROLE] (ROLE reviewer|viewer, default reviewer); "
+        "sent as `Authorization: Bearer TOKEN` or `X-API-Key: TOKEN`.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="JSON list of {token | token_sha256, login, name, organization, role}: credentials with a "
+        "reviewer's full name (DICOM PN) and organisation.",
+    )
+    api_local_reviewer: str = Field(
+        "Local^User", description="Reviewer name recorded when api_auth=off (login `local`)."
+    )
+    api_cors_origins: str = Field(
+        "", description="Comma-separated origins allowed to call the API from a browser (e.g. the OHIF viewer)."
+    )
+    api_max_upload_mb: int = Field(1024, ge=1, description="Largest upload (all files together) in MiB.")
+    api_max_upload_files: int = Field(4000, ge=1, description="Most files in one upload (incl. inside a zip).")
+
+    @property
+    def api_cors_origin_list(self) -> list[str]:
+        return [a.strip() for a in self.api_cors_origins.split(",") if a.strip()]
+
     log_level: str = Field("INFO", description="Log level.")
     log_format: str = Field("text", pattern="^(text|json)$", description="Log line format: text or json.")
 

@@ -49,6 +49,14 @@ def _components(mask: np.ndarray, min_voxels: float) -> list[tuple[np.ndarray, n
     ]
 
 
+def _contact(mask: np.ndarray, other: np.ndarray) -> int:
+    """Voxels of ``other`` on the one-voxel shell around ``mask`` (computed inside mask's bounding box)."""
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
+    grown = ndimage.binary_dilation(mask[box], structure=_STRUCTURE)
+    return int((grown & ~mask[box] & other[box]).sum())
+
+
 def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
     """Name disc components L1-L2 ... L5-S1 from a class map (0 bg, 1 disc, 2 body, 3 sacrum)."""
     voxel_mm3 = float(np.prod(spacing))
@@ -56,14 +64,16 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
     bodies = _components(classes == 2, MIN_BODY_MM3 / voxel_mm3)
     sacra = _components(classes == 3, MIN_SACRUM_MM3 / voxel_mm3)
     warnings: list[str] = []
-    body_rows = sorted(float(c[1]) for _, c in bodies)
     sacrum_row = None
     if sacra:
-        mask, centroid = max(sacra, key=lambda mc: mc[0].sum())
+        sacrum, centroid = max(sacra, key=lambda mc: mc[0].sum())
         sacrum_row = float(centroid[1])
-        body_rows = [r for r in body_rows if r < sacrum_row]
+        disc_mask = classes == 1
+        # a "body" that touches the sacrum more than any disc is a piece of the sacrum (no disc between them)
+        bodies = [(m, c) for m, c in bodies if c[1] < sacrum_row and _contact(m, sacrum) <= _contact(m, disc_mask)]
     else:
         warnings.append("sacrum not identified; levels counted assuming the lowest structure is at L5-S1")
+    body_rows = sorted(float(c[1]) for _, c in bodies)
 
     named: dict[str, NamedDisc] = {}
     for mask, centroid in sorted(discs, key=lambda mc: mc[1][1]):

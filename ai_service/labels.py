@@ -13,9 +13,11 @@ value  structure
 5      cauda equina / conus (nerve roots)
 6      posterior elements (pedicles, laminae, spinous processes)
 7      epidural fat / ligamentum flavum
+99     thoracic vertebral bodies above T12 (T10, T11)
 100    T12 vertebral body
 101-105  L1 ... L5 vertebral bodies
 106    sacrum (S1 and below)
+199    thoracic discs above T12-L1 (T10-T11, T11-T12; segmented, never reported)
 200    T12-L1 disc (segmented, never reported)
 201-205  L1-L2 ... L5-S1 discs (herniated material belongs to its disc)
 =====  ==========================================
@@ -26,9 +28,11 @@ from __future__ import annotations
 LEVELS: tuple[str, ...] = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 
 AIR, FAT, MUSCLE, SOFT_TISSUE, CSF, NERVE, POSTERIOR_ELEMENTS, EPIDURAL = 0, 1, 2, 3, 4, 5, 6, 7
+UPPER_VERTEBRA = 99  # T10/T11: bodies like any other, so a model must count from the sacrum, not the top
 VERTEBRA_T12 = 100
 VERTEBRAE: tuple[str, ...] = ("T12", "L1", "L2", "L3", "L4", "L5", "S1")
 SACRUM = 106
+UPPER_DISC = 199
 DISC_T12_L1 = 200
 DISC_BASE = 200  # disc label = DISC_BASE + 1 + level index
 
@@ -50,8 +54,8 @@ def vertebra_label(name: str) -> int:
 
 
 def is_disc(value: int) -> bool:
-    return DISC_T12_L1 <= int(value) <= DISC_BASE + len(LEVELS)
+    return UPPER_DISC <= int(value) <= DISC_BASE + len(LEVELS)
 
 
 def is_vertebra(value: int) -> bool:
-    return VERTEBRA_T12 <= int(value) <= SACRUM
+    return UPPER_VERTEBRA <= int(value) <= SACRUM

@@ -20,8 +20,13 @@ CROP_POSTERIOR_SHIFT_MM = 12.0  # crop centre sits behind the disc centre so the
 
 
 def normalize_volume(volume: np.ndarray) -> np.ndarray:
-    """Robust per-volume intensity scaling to ~[0, 1] (0.5th/99.5th percentiles), float32."""
-    lo, hi = np.percentile(volume, [0.5, 99.5])
+    """Robust per-volume intensity scaling to ~[0, 1] (0.5th/99.5th percentiles), float32.
+
+    The percentiles come from every other row and column (a quarter of the voxels): the same numbers to well
+    under a grey level, four times cheaper on a 512² series.
+    """
+    sample = volume[..., ::2, ::2] if volume.ndim == 3 else volume[::2, ::2]
+    lo, hi = np.percentile(sample, [0.5, 99.5])
     if hi - lo < 1e-6:
         return np.zeros_like(volume, dtype=np.float32)
     return np.clip((volume.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
@@ -52,10 +57,10 @@ def seg_inputs(norm: np.ndarray, row_mm: float, col_mm: float) -> tuple[np.ndarr
 
 
 def seg_classes(label_map: np.ndarray) -> np.ndarray:
-    """Training target classes from a canonical label map (any disc, any lumbar/T12 body, sacrum)."""
+    """Training target classes from a canonical label map (any disc, any vertebral body, sacrum)."""
     out = np.zeros(label_map.shape, dtype=np.uint8)
-    out[(label_map >= L.DISC_T12_L1) & (label_map <= L.DISC_BASE + len(L.LEVELS))] = 1
-    out[(label_map >= L.VERTEBRA_T12) & (label_map < L.SACRUM)] = 2
+    out[(label_map >= L.UPPER_DISC) & (label_map <= L.DISC_BASE + len(L.LEVELS))] = 1
+    out[(label_map >= L.UPPER_VERTEBRA) & (label_map < L.SACRUM)] = 2
     out[label_map == L.SACRUM] = 3
     return out
 

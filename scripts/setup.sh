@@ -14,14 +14,21 @@ fi
 if [ "${1:-}" = "--peers" ]; then
   need=()
   command -v dciodvfy >/dev/null || need+=(dicom3tools)
-  command -v storescu >/dev/null || need+=(dcmtk)
+  command -v dcmsend >/dev/null || need+=(dcmtk)  # not storescu: pynetdicom puts a script of that name in .venv/bin
+  command -v openssl >/dev/null || need+=(openssl)  # DICOM TLS test certificates
   command -v Orthanc >/dev/null || need+=(orthanc)
   [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
   [ -f /usr/share/java/pixelmed.jar ] || need+=(libpixelmed-java)
   command -v java >/dev/null || need+=(default-jre-headless)
+  [ -x /usr/bin/chromium ] || need+=(chromium)  # web page tests (headless, driven by npm playwright-core)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
+fi
+
+# browser-test driver (npm playwright-core; it never downloads a browser, the tests use Debian's chromium)
+if [ "${1:-}" = "--peers" ] && command -v npm >/dev/null && [ -f tests/browser/package-lock.json ]; then
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -7,11 +7,8 @@ skips its test on a developer machine and fails it when CI=true.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,21 +19,13 @@ import pytest
 from ai_service.encoders import ReviewedDisc, Reviewer, encode_preview, encode_reviewed_sr, encode_seg, encode_sr
 
 from conftest import make_case, make_mr_series, to_compressed, to_enhanced
+from peers import Orthanc, free_port, require
 
 PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
 PIXELMED = [
     "java", "-Djdk.xml.xpathExprOpLimit=0", "-Djdk.xml.xpathExprGrpLimit=0", "-Djdk.xml.xpathTotalOpLimit=0",
     "-cp", str(PIXELMED_JAR), "com.pixelmed.validate.DicomSRValidator",
 ]
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool) if not tool.endswith(".jar") else (tool if Path(tool).exists() else None)
-    if path:
-        return path
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{tool} is required in CI but was not found")
-    pytest.skip(f"{tool} not installed")
 
 
 SCENARIOS = {
@@ -130,44 +119,14 @@ def test_dsrdump_renders_the_reports(emitted):
     assert "Probability of lumbar disc herniation" in text and "POLYLINE" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def orthanc(tmp_path):
-    binary = require("Orthanc")
-    http_port, dicom_port, scu_port = _free_port(), _free_port(), _free_port()
-    config = {
-        "Name": "ldh-test", "StorageDirectory": str(tmp_path / "db"), "IndexDirectory": str(tmp_path / "db"),
-        "HttpPort": http_port, "DicomPort": dicom_port, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "DicomModalities": {"ldh": ["LDHASSIST", "127.0.0.1", scu_port]},
-        "DicomAlwaysAllowStore": False, "DicomCheckModalityHost": True, "Plugins": [],
-        "StableAge": 1, "HttpTimeout": 10,
-    }
-    (tmp_path / "orthanc.json").write_text(json.dumps(config))
-    log = open(tmp_path / "orthanc.log", "w")
-    proc = subprocess.Popen([binary, str(tmp_path / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "TCP_NODELAY": "1"})
-    base = f"http://127.0.0.1:{http_port}"
+    peer = Orthanc(tmp_path, modalities={"ldh": ["LDHASSIST", "127.0.0.1", free_port()]})
+    peer.start()
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base + "/system", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail((tmp_path / "orthanc.log").read_text()[-2000:])
-                time.sleep(0.1)
-        else:
-            pytest.fail("Orthanc did not start")
-        yield base, dicom_port
+        yield peer.base, peer.dicom_port
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+        peer.stop()
 
 
 def _get(url: str):

@@ -60,3 +60,11 @@ def test_specks_below_minimum_volume_are_ignored():
 def test_empty_map_gives_no_discs():
     result = assign_levels(np.zeros((3, 50, 50), np.uint8), SPACING)
     assert result.discs == [] and not result.label_map.any()
+
+
+def test_a_body_fragment_fused_to_the_sacrum_is_counted_as_sacrum():
+    classes = spine(bodies=6)
+    top = np.nonzero((classes == 3).any(axis=(0, 2)))[0][0]
+    classes[:, top : top + 6, 25:65] = 2  # the top of S1 mistaken for a body, no disc between it and the sacrum
+    result = assign_levels(classes, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)

@@ -19,7 +19,7 @@ from pipelines.phantom import rng as phantom_rng
 from pipelines.phantom.anatomy import sample_anatomy
 from pipelines.phantom.scanner import sample_acquisition
 
-DOCUMENTED = set(range(0, 8)) | set(range(100, 107)) | set(range(200, 206))
+DOCUMENTED = set(range(0, 8)) | set(range(99, 107)) | set(range(199, 206))  # ai_service/labels.py
 CANAL = {4, 5, 7}
 SEEDS = (0, 1, 2, 3)
 

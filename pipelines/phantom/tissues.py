@@ -58,15 +58,15 @@ _TISSUE_OF: dict[int, str] = {
     EPIDURAL_FAT: "epi_fat", FLAVUM: "ligament", PLL: "ligament", UPPER_CORTEX: "cortex",
     UPPER_MARROW: "marrow", UPPER_ANNULUS: "annulus", UPPER_NUCLEUS: "nucleus", SACRAL_REMNANT: "ligament",
 }
-# T11 and above have no label value of their own: they are "other" (3), so that level counting from the
-# sacrum is what a model must learn.
+# T10/T11 bodies and the discs above T12-L1 share one label each (99, 199): they are bodies and discs like any
+# other, so a model learns anatomy and the level count from the sacrum does the naming.
 _LABEL_OF: dict[int, int] = {
     AIR: L.AIR, SKIN: L.FAT, SUBCUT_FAT: L.FAT, MUSCLE: L.MUSCLE, PSOAS: L.MUSCLE, ABDOMEN: L.SOFT_TISSUE,
     PREVERTEBRAL: L.SOFT_TISSUE, VESSEL: L.SOFT_TISSUE, INTERSPINOUS: L.SOFT_TISSUE,
     ALL_LIGAMENT: L.SOFT_TISSUE, CSF: L.CSF, CONUS: L.NERVE, CAUDA: L.NERVE, ROOT: L.NERVE,
     PE_CORTEX: L.POSTERIOR_ELEMENTS, PE_MARROW: L.POSTERIOR_ELEMENTS, EPIDURAL_FAT: L.EPIDURAL,
-    FLAVUM: L.EPIDURAL, PLL: L.EPIDURAL, UPPER_CORTEX: L.SOFT_TISSUE, UPPER_MARROW: L.SOFT_TISSUE,
-    UPPER_ANNULUS: L.SOFT_TISSUE, UPPER_NUCLEUS: L.SOFT_TISSUE, SACRAL_REMNANT: L.SACRUM,
+    FLAVUM: L.EPIDURAL, PLL: L.EPIDURAL, UPPER_CORTEX: L.UPPER_VERTEBRA, UPPER_MARROW: L.UPPER_VERTEBRA,
+    UPPER_ANNULUS: L.UPPER_DISC, UPPER_NUCLEUS: L.UPPER_DISC, SACRAL_REMNANT: L.SACRUM,
 }
 for _v, _name in enumerate(L.VERTEBRAE):
     _TISSUE_OF[vertebra_cortex(_v)] = "cortex"

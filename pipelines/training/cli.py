@@ -20,19 +20,24 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
                        description="Train on freshly generated synthetic phantoms and write a new immutable model "
                        "version (model.keras + card.json) into the model store.")
     p.add_argument("task", choices=["seg", "cls"], help="seg = disc/vertebra U-Net, cls = herniation classifier")
-    p.add_argument("--count", type=int, default=None, help="training phantoms (default seg 240, cls 400)")
-    p.add_argument("--val-count", type=int, default=None, help="validation phantoms (default seg 30, cls 120)")
+    p.add_argument("--count", type=int, default=None, help="training phantoms (default seg 200, cls 320)")
+    p.add_argument("--val-count", type=int, default=None, help="validation phantoms (default seg 24, cls 100)")
     p.add_argument("--seed", type=int, default=None, help="base seed (default seg 11, cls 22)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default seg 14, cls 24)")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default seg 8, cls 64)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default seg 20, cls 10)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default seg 16, cls 128)")
     p.add_argument("--base-filters", type=int, default=8, help="seg: U-Net base filters")
-    p.add_argument("--trials", type=int, default=4, help="cls: Keras Tuner trials (the search budget)")
+    p.add_argument("--trials", type=int, default=2, help="cls: Keras Tuner trials (the search budget)")
     p.add_argument("--herniation-rate", type=float, default=0.35, help="per-level herniation probability")
     p.add_argument("--profile", default="default", help="phantom profile (default, shifted)")
     p.add_argument("--store", type=Path, default=None, help="model store (default LDH_MODEL_STORE)")
     p.add_argument("--version", default=None, help="version name (default <task>-<UTC time>)")
     p.add_argument("--production", action="store_true", help="point the production alias at the new version")
     p.add_argument("--workers", type=int, default=2, help="phantom generator processes")
+    p.add_argument("--init", default=None,
+                   help="warm start from this version (or alias) of the same model in the store")
+    p.add_argument("--lr", type=float, default=1e-3, help="seg: initial learning rate")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="keep generated samples here (keyed by generator code + arguments) so re-runs skip generation")
     p.set_defaults(func=train_func)
 
     e = sub.add_parser("evaluate", help="evaluate the models on a phantom hold-out: Dice, levels, AUC, ROC",
@@ -64,19 +69,29 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     task = args.task
     seed = TRAIN_SEED_DEFAULTS[task] if args.seed is None else args.seed
     store = args.store or settings.model_store
-    common = {"herniation_rate": args.herniation_rate, "profile": args.profile, "workers": args.workers}
+    common = {"herniation_rate": args.herniation_rate, "profile": args.profile, "workers": args.workers,
+              "cache": args.cache}
     data_card = {"generator": "pipelines.phantom (synthetic lumbar MRI phantoms)", "profile": args.profile,
                  "herniation_rate": args.herniation_rate, "seed": seed, "validation_seed": seed + VAL_SEED_OFFSET}
     if task == "seg":
-        count, val_count = args.count or 240, args.val_count or 30
-        epochs, batch = args.epochs or 14, args.batch or 8
+        count, val_count = args.count or 200, args.val_count or 24
+        epochs, batch = args.epochs or 20, args.batch or 16
         from pipelines.training.seg import disc_dice, train_seg
 
         x, y = D.build_seg(seed, count, progress=_progress("training phantoms"), **common)
         xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, progress=_progress("validation phantoms"), **common)
         print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
+        init = None
+        if args.init:
+            import keras
+
+            from ai_service.registry import ModelRegistry
+
+            init_ref = ModelRegistry(store).resolve(SEG_MODEL, args.init)
+            init = keras.saving.load_model(init_ref.model_file, compile=False)
+            data_card["warm_start"] = f"{SEG_MODEL}:{init_ref.version}"
         model, history = train_seg(x, y, xv, yv, epochs=epochs, batch=batch, base_filters=args.base_filters,
-                                   lr=1e-3, seed=seed)
+                                   lr=args.lr, seed=seed, init=init)
         metrics = disc_dice(model, xv, yv)
         card = {"task": "segmentation of intervertebral discs, vertebral bodies and sacrum on sagittal slices",
                 "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4},
@@ -86,8 +101,8 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                 "metrics": {"validation_canvas": metrics}}
         name, prefix = SEG_MODEL, "seg"
     else:
-        count, val_count = args.count or 400, args.val_count or 120
-        epochs, batch = args.epochs or 24, args.batch or 64
+        count, val_count = args.count or 320, args.val_count or 100
+        epochs, batch = args.epochs or 10, args.batch or 128
         from pipelines.training.cls import train_cls
 
         data = D.build_cls(seed, count, augment=True, progress=_progress("training phantoms"), **common)

@@ -60,7 +60,7 @@ def _fit(model, data: ClsData, val: ClsData, epochs: int, batch: int, seed: int,
     weight = {0: 1.0, 1: float(np.clip((len(data.y) - pos) / pos, 1.0, 10.0))}
     return model.fit(data.x.astype(np.float32), data.y, validation_data=(val.x.astype(np.float32), val.y),
                      epochs=epochs, batch_size=batch, class_weight=weight, verbose=verbose,
-                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=4,
+                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=3,
                                                               restore_best_weights=True)])
 
 
@@ -74,8 +74,8 @@ def train_cls(data: ClsData, val: ClsData, *, epochs: int, batch: int, trials: i
 
     def build(hp):
         model = build_classifier(
-            filters=hp.Choice("filters", [8, 16, 24]),
-            blocks=hp.Int("blocks", 2, 4),
+            filters=hp.Choice("filters", [8, 12, 16]),
+            blocks=hp.Int("blocks", 2, 3),
             dense=hp.Choice("dense", [32, 64]),
             dropout=hp.Float("dropout", 0.1, 0.5, step=0.1),
         )
@@ -87,7 +87,7 @@ def train_cls(data: ClsData, val: ClsData, *, epochs: int, batch: int, trials: i
     tuner = kt.RandomSearch(build, objective=kt.Objective("val_auc", "max"), max_trials=trials, seed=seed,
                             directory=str(workdir), project_name="herniation_cls", overwrite=True)
     tuner.search(data.x.astype(np.float32), data.y, validation_data=(val.x.astype(np.float32), val.y),
-                 epochs=max(2, epochs // 3), batch_size=batch, verbose=verbose)
+                 epochs=max(2, epochs // 4), batch_size=batch, verbose=verbose)
     best = tuner.get_best_hyperparameters(1)[0]
     keras.utils.set_random_seed(seed)
     model = build(best)

@@ -6,8 +6,10 @@ targets come from the phantom's ground truth.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -111,19 +113,50 @@ class ClsData:
     disc_y: np.ndarray  # disc-level truth per crop (the phantom's herniation flag)
 
 
-def build_seg(seed: int, count: int, **kw) -> tuple[np.ndarray, np.ndarray]:
-    parts = _run("seg", seed, count, **kw)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+def build_seg(seed: int, count: int, *, cache: Path | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
+    def make():
+        parts = _run("seg", seed, count, **kw)
+        return {"x": np.concatenate([p[0] for p in parts]), "y": np.concatenate([p[1] for p in parts])}
+
+    arrays = _cached(cache, ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile")), make)
+    return arrays["x"], arrays["y"]
 
 
-def build_cls(seed: int, count: int, *, augment: bool = True, **kw) -> ClsData:
-    parts = _run("cls", seed, count, augment=augment, **kw)
-    return ClsData(
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.asarray([d for p in parts for d in p[2]]),
-        np.asarray([t for p in parts for t in p[3]], dtype=np.float32),
-    )
+def build_cls(seed: int, count: int, *, augment: bool = True, cache: Path | None = None, **kw) -> ClsData:
+    def make():
+        parts = _run("cls", seed, count, augment=augment, **kw)
+        return {
+            "x": np.concatenate([p[0] for p in parts]),
+            "y": np.concatenate([p[1] for p in parts]),
+            "disc": np.asarray([d for p in parts for d in p[2]]),
+            "disc_y": np.asarray([t for p in parts for t in p[3]], dtype=np.float32),
+        }
+
+    key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"))
+    a = _cached(cache, key, make)
+    return ClsData(a["x"], a["y"], a["disc"], a["disc_y"])
+
+
+def _cached(cache: Path | None, key: tuple, make) -> dict[str, np.ndarray]:
+    """Samples are a pure function of (generator code, key): keep them in ``cache`` so a re-run skips generation."""
+    if cache is None:
+        return make()
+    from pipelines.phantom import __file__ as phantom_init
+
+    code = hashlib.sha256()
+    for source in sorted(Path(phantom_init).parent.glob("*.py")) + [Path(P.__file__), Path(__file__)]:
+        code.update(source.read_bytes())
+    digest = hashlib.sha256(repr(key).encode() + code.digest()).hexdigest()[:16]
+    path = Path(cache) / f"{key[0]}-{digest}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    arrays = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return arrays
 
 
 def _run(kind: str, seed: int, count: int, *, herniation_rate: float = 0.35, profile: str = "default",

@@ -1,0 +1,186 @@
+"""The storage interface: keyed blobs under one root, atomic writes. Local filesystem now; GCS later.
+
+Keys are ``/``-separated relative paths (``results/<study>/<version>/findings.json``). A write is all or
+nothing: a reader sees either the previous object or the new one, never a partial file (local: temp file in
+the same folder + fsync + rename + fsync of the folder; GCS: one object upload, optionally with a generation
+precondition). Groups of objects are committed by writing a marker object last (e.g. ``findings.json`` of a
+result), so readers check the marker, not the folder.
+
+The layout (DESIGN.md): ``inbox/``, ``studies/<StudyUID>/``, ``results/<StudyUID>/<model-version>/``,
+``feedback/{corrections,accepted}/``, ``datasets/<version>/``, ``models/<name>/<version>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+_KEY = re.compile(r"^[A-Za-z0-9._=+\-]+(/[A-Za-z0-9._=+\-]+)*$")
+
+
+class StorageError(RuntimeError):
+    """The storage backend failed (disk full, permission, network...)."""
+
+
+class NotFound(KeyError):
+    """No object under that key."""
+
+
+def check_key(key: str) -> str:
+    """A key is a relative path of safe names; no ``..``, no absolute paths, no empty parts."""
+    if not isinstance(key, str) or not _KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+def safe_name(text: str) -> str:
+    """Turn a UID, version label or login into one safe key component."""
+    out = re.sub(r"[^A-Za-z0-9._=+\-]", "_", str(text)).strip("._") or "_"
+    return out[:128]
+
+
+class Storage(ABC):
+    """What every backend offers. Implementations must make ``write_*`` atomic per object."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def write_file(self, key: str, source: Path) -> None:
+        """Copy a local file in as one object (atomically)."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Raise :class:`NotFound` when absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (recursively), sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object; absent is fine."""
+
+    def delete_prefix(self, prefix: str) -> None:
+        for key in self.list(prefix):
+            self.delete(key)
+
+    def download(self, prefix: str, dest: Path) -> list[Path]:
+        """Copy every object under ``prefix`` into ``dest`` (keeping relative paths); returns the local files."""
+        out = []
+        for key in self.list(prefix):
+            target = Path(dest) / key[len(prefix.rstrip("/")) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.read_bytes(key))
+            out.append(target)
+        return out
+
+    def local_path(self, key: str) -> Path | None:
+        """A path to read the object in place, for backends that have one (else None: use read_bytes/download)."""
+        return None
+
+
+class LocalStorage(Storage):
+    """Objects are files under ``root``; writes go through a temp file in the target folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _atomic(self, key: str, fill) -> None:
+        path = self._path(key)
+        for attempt in range(3):  # a concurrent delete may prune the folder between mkdir and mkstemp
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise StorageError(f"cannot write {key}: its folder keeps disappearing") from None
+            except OSError as exc:
+                raise StorageError(f"cannot write {key}: {exc.strerror or exc}") from exc
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fill(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot write {key}: {exc.strerror or exc}") from exc
+            raise
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._atomic(key, lambda fh: fh.write(data))
+
+    def write_file(self, key: str, source: Path) -> None:
+        def fill(fh):
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
+
+        self._atomic(key, fill)
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFound(key) from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix.rstrip("/"))
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        # prune empty folders up to the root so deleted groups leave nothing behind
+        parent = path.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def storage_for(location: Path | str) -> Storage:
+    """The backend for a data location: a local folder now (``gs://bucket/prefix`` arrives with the GCS backend)."""
+    text = str(location)
+    if text.startswith("gs://"):
+        raise StorageError("the GCS storage backend is not available yet; set LDH_DATA_DIR to a local folder")
+    return LocalStorage(Path(text))

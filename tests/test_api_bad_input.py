@@ -1,0 +1,189 @@
+"""Every bad input is a 4xx with a precise message, leaves nothing half-written, and the service keeps serving."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from api_support import R, client_for, phantom, png_files, settings_for, stored_files, upload_mha
+
+AREAS = ("studies", "results", "feedback", "tmp")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    data = tmp_path_factory.mktemp("bad-data")
+    with client_for(settings_for(data, api_max_upload_mb=64)) as client:
+        yield client, data
+
+
+def _png(shape, value=100) -> bytes:
+    ok, buf = cv2.imencode(".png", np.full(shape, value, np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def _mha_bytes(array: np.ndarray, spacing, direction=None) -> bytes:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    if direction is not None:
+        image.SetDirection(direction)
+    path = phantom()[1].parent / f"tmp-{abs(hash((array.shape, spacing, direction)))}.mha"
+    sitk.WriteImage(image, str(path))
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def _corrupt_mha() -> bytes:
+    raw = (phantom()[1] / "image.mha").read_bytes()
+    return raw[: len(raw) // 3]  # header intact, pixel data truncated
+
+
+def _axial_mha() -> bytes:
+    return _mha_bytes(np.zeros((24, 96, 96), np.int16), (0.8, 0.8, 4.0))  # identity direction: axial slices
+
+
+def _non_spine_mha() -> bytes:
+    rng = np.random.default_rng(5)
+    blobs = ndimage.gaussian_filter(rng.random((12, 128, 128)), (0, 6, 6)) * 4000
+    return _mha_bytes(blobs.astype(np.int16), (1.5, 1.5, 4.0), (0, 0, -1, 1, 0, 0, 0, -1, 0))
+
+
+CASES = {
+    "non-image file": (lambda: [("files", ("notes.txt", b"this is a text file, not an image", "text/plain"))],
+                       415, "notes.txt is not a DICOM, MHA/NIfTI, PNG or JPG file"),
+    "zero bytes": (lambda: [("files", ("image.mha", b"", "application/octet-stream"))], 400, "image.mha is empty (0 bytes)"),
+    "corrupted MHA": (lambda: [("files", ("broken.mha", _corrupt_mha(), "application/octet-stream"))], 422,
+                      "broken.mha could not be read as an MHA/NIfTI volume"),
+    "PNG set with mixed sizes": (lambda: [("files", (f"s_{i:02d}.png", _png((64, 64) if i != 3 else (64, 48)), "image/png"))
+                                          for i in range(6)], 422, "slices have different sizes"),
+    "single 2D image": (lambda: [("files", ("slice_007.png", _png((64, 64)), "image/png"))], 422,
+                        "slice_007.png is a single 2D image"),
+    "axial series": (lambda: [("files", ("axial.mha", _axial_mha(), "application/octet-stream"))], 422,
+                     "not a sagittal series"),
+    "non-spine series": (lambda: [("files", ("blobs.mha", _non_spine_mha(), "application/octet-stream"))], 422,
+                         "no lumbar spine was found"),
+    "corrupt zip": (lambda: [("files", ("series.zip", b"PK\x03\x04" + b"\0" * 60, "application/zip"))], 422,
+                    "series.zip is a corrupt zip file"),
+    "volume mixed with slices": (lambda: [("files", ("a.mha", b"ObjectType = Image\n", "application/octet-stream")),
+                                          ("files", ("b.png", _png((8, 8)), "image/png"))], 422,
+                                 "mixes a volume file with other files"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_upload_is_refused_precisely_and_leaves_nothing(env, name):
+    client, data = env
+    make, status, message = CASES[name]
+    before = stored_files(data, *AREAS)
+    r = client.post("/api/studies?wait=120", headers=R, files=make())
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+    assert stored_files(data, *AREAS) == before  # nothing half-written
+    assert client.get("/healthz").status_code == 200
+
+
+def test_empty_body_is_refused(env):
+    client, data = env
+    r = client.post("/api/studies?filename=x.mha", headers={**R, "Content-Type": "application/octet-stream"},
+                    content=b"")
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+    assert stored_files(data, "tmp") == []
+
+
+def test_upload_over_the_size_limit_is_refused_while_streaming(tmp_path):
+    with client_for(settings_for(tmp_path, api_max_upload_mb=1)) as client:
+        big = io.BytesIO(b"\0" * (2 * 1024 * 1024 + 10))
+        r = client.post("/api/studies", headers=R, files={"files": ("big.mha", big, "application/octet-stream")})
+        assert r.status_code == 413 and "exceeds the limit of 1 MiB" in r.json()["detail"]
+
+        def chunks():  # no Content-Length: the limit is enforced on the bytes as they arrive
+            for _ in range(3):
+                yield b"\0" * (1024 * 1024)
+
+        r = client.post("/api/studies?filename=big.mha", headers={**R, "Content-Type": "application/octet-stream"},
+                        content=chunks())
+        assert r.status_code == 413 and "exceeds the limit of 1 MiB" in r.json()["detail"]
+        assert stored_files(tmp_path, *AREAS) == []
+        # still serving: a good upload right after
+        assert client.get("/readyz").status_code == 200
+
+
+def test_too_many_files_is_refused(tmp_path):
+    with client_for(settings_for(tmp_path, api_max_upload_files=3)) as client:
+        r = client.post("/api/studies", headers=R,
+                        files=[("files", (f"s{i}.png", _png((8, 8)), "image/png")) for i in range(5)])
+        assert r.status_code == 413 and "more than 3 files" in r.json()["detail"]
+        assert stored_files(tmp_path, *AREAS) == []
+
+
+def test_bad_spacing_field_is_refused(env):
+    client, _ = env
+    r = client.post("/api/studies", headers=R, files=png_files(phantom()[1] / "png")[:4],
+                    data={"pixel_spacing_mm": "abc"})
+    assert r.status_code == 422 and "pixel_spacing_mm must be a number" in r.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def analysed(env):
+    client, _ = env
+    r = upload_mha(client, phantom()[1] / "image.mha")
+    assert r.status_code == 201, r.text
+    study = r.json()["study_instance_uid"]
+    return study, client.get(f"/api/studies/{study}/findings", headers=R).json()
+
+
+def _one(findings, **change):
+    d = findings["discs"][0]
+    box = {"level": d["level"], "slice_index": d["slice_index"], "box": d["box"], "herniation": d["herniation"],
+           "ai_level": d["level"]}
+    box.update(change)
+    return {"action": "corrections", "corrections": [box]}
+
+
+FEEDBACK_CASES = {
+    "box outside the image": (lambda f: _one(f, box=[f["shape"][2] - 10, 5, f["shape"][2] + 20, 40]),
+                              "lies outside the {cols}x{rows} image"),
+    "negative box": (lambda f: _one(f, box=[-5, 5, 20, 40]), "lies outside the {cols}x{rows} image"),
+    "empty box": (lambda f: _one(f, box=[30, 30, 30, 40]), "is empty"),
+    "unknown level": (lambda f: _one(f, level="L6-L7"), "unknown disc level 'L6-L7'"),
+    "unknown ai level": (lambda f: _one(f, ai_level="C1-C2"), "unknown ai_level 'C1-C2'"),
+    "slice out of range": (lambda f: _one(f, slice_index=f["shape"][0]), "is outside the series"),
+    "duplicate level": (lambda f: {"action": "corrections",
+                                   "corrections": _one(f)["corrections"] * 2}, "appears twice"),
+    "box with three numbers": (lambda f: _one(f, box=[1, 2, 3]), "corrections.0.box"),
+    "unknown action": (lambda f: {"action": "approve"}, "action"),
+    "corrections missing": (lambda f: {"action": "corrections"}, "needs a corrections list"),
+    "accept with corrections": (lambda f: {**_one(f), "action": "accept"}, "takes no corrections"),
+}
+
+
+@pytest.mark.parametrize("name", list(FEEDBACK_CASES))
+def test_bad_feedback_is_refused_precisely_and_stores_nothing(env, analysed, name):
+    client, data = env
+    study, findings = analysed
+    make, message = FEEDBACK_CASES[name]
+    message = message.format(cols=findings["shape"][2], rows=findings["shape"][1])
+    r = client.post(f"/api/studies/{study}/feedback", headers=R, json=make(findings))
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"]
+    assert stored_files(data, "feedback") == []
+
+
+def test_feedback_for_unknown_study_is_404(env):
+    client, _ = env
+    r = client.post("/api/studies/1.2.3.4/feedback", headers=R, json={"action": "accept"})
+    assert r.status_code == 404 and "study 1.2.3.4 is unknown" in r.json()["detail"]
+
+
+def test_service_still_analyses_after_all_the_bad_input(env):
+    client, _ = env
+    r = client.post("/api/studies?wait=120", headers=R, files=png_files(phantom()[1] / "png"))
+    assert r.status_code == 201, r.text
+    assert r.json()["job"]["state"] == "done"
