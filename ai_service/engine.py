@@ -25,7 +25,6 @@ from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  #
 from ai_service.volume import Canonical, Volume, canonical_of  # noqa: E402
 
 log = logging.getLogger(__name__)
-MIN_SLICE_AREA_FRACTION = 0.25  # classify a disc on slices holding at least this share of its largest section
 
 
 @dataclass
@@ -49,6 +48,22 @@ def _compiled(model, shape):
     )
 
 
+def compiled_segmenter(model):
+    """The fixed-signature compiled graph of a segmentation model (what the engine and training both run)."""
+    return _compiled(model, (P.SEG_SIZE, P.SEG_SIZE, 3))
+
+
+def segment_volume(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Class map (0 bg, 1 disc, 2 body, 3 sacrum) on the canonical grid at input resolution.
+
+    ``seg_fn`` is a compiled segmentation graph; the classifier's training masks come from this same function.
+    """
+    _, rows, cols = norm.shape
+    inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2])
+    probs = seg_fn(inputs).numpy()
+    return np.argmax(P.probabilities_to_grid(probs, affine, rows, cols), axis=-1).astype(np.uint8)
+
+
 class InferenceEngine:
     """Load once, call :meth:`analyze` from any thread."""
 
@@ -65,7 +80,7 @@ class InferenceEngine:
             else float(self.cls_ref.card.get("operating_threshold", 0.5))
         )
         t0 = time.perf_counter()
-        self._seg = _compiled(self._load(self.seg_ref), (P.SEG_SIZE, P.SEG_SIZE, 3))
+        self._seg = compiled_segmenter(self._load(self.seg_ref))
         self._cls = _compiled(self._load(self.cls_ref), (P.CROP_SIZE, P.CROP_SIZE, 2))
         self.load_seconds = time.perf_counter() - t0
         self._lock = threading.Lock()
@@ -91,11 +106,7 @@ class InferenceEngine:
         self._cls(np.zeros((1, P.CROP_SIZE, P.CROP_SIZE, 2), np.float32))
 
     def segment(self, norm: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-        """Class map (0 bg, 1 disc, 2 body, 3 sacrum) on the canonical grid at input resolution."""
-        _, rows, cols = norm.shape
-        inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2])
-        probs = self._seg(inputs).numpy()
-        return np.argmax(P.probabilities_to_grid(probs, affine, rows, cols), axis=-1).astype(np.uint8)
+        return segment_volume(self._seg, norm, spacing)
 
     def analyze(self, volume: Volume) -> Analysis:
         timings: dict[str, float] = {}
@@ -136,9 +147,8 @@ class InferenceEngine:
     def _classify(self, volume, canon, norm, named, spacing) -> list[DiscFinding]:
         crops, owners = [], []
         for i, disc in enumerate(named):
-            areas = disc.mask.sum(axis=(1, 2))
             centre, axis = P.disc_pose(disc.mask, spacing[1], spacing[2])
-            for s in np.nonzero(areas >= MIN_SLICE_AREA_FRACTION * areas.max())[0]:
+            for s in P.classified_slices(disc.mask):
                 crops.append(P.disc_crop(norm[s], disc.mask[s], centre, axis, spacing[1], spacing[2]))
                 owners.append((i, int(s)))
         probs = self._cls(np.stack(crops)).numpy()[:, 0] if crops else np.zeros(0)

@@ -17,6 +17,7 @@ SEG_CLASSES = ("background", "disc", "vertebra", "sacrum")
 CROP_SIZE = 64  # classifier input: CROP_SIZE x CROP_SIZE, channels = image, this disc's mask
 CROP_MM_PER_PX = 1.0
 CROP_POSTERIOR_SHIFT_MM = 12.0  # crop centre sits behind the disc centre so the canal is in view
+MIN_SLICE_AREA_FRACTION = 0.25  # a disc is classified on slices holding at least this share of its largest section
 
 
 def normalize_volume(volume: np.ndarray) -> np.ndarray:
@@ -101,6 +102,12 @@ def disc_pose(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[np.ndarra
     if axis[1] < 0:
         axis = -axis
     return np.array([centre[0] / row_mm, centre[1] / col_mm]), axis
+
+
+def classified_slices(mask: np.ndarray) -> np.ndarray:
+    """Indices of the slices of a 3D disc mask that the classifier looks at."""
+    areas = mask.sum(axis=(1, 2))
+    return np.nonzero(areas >= MIN_SLICE_AREA_FRACTION * areas.max())[0]
 
 
 def disc_crop(

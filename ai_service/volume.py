@@ -138,7 +138,47 @@ def load_volume(path: Path, *, pixel_spacing_mm: float = 0.75, slice_spacing_mm:
     return load_dicom_series([path])
 
 
+_MET_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4,
+              "MET_FLOAT": 4, "MET_DOUBLE": 8, "MET_ULONG": 8, "MET_LONG": 8}
+
+
+def check_metaimage(path: Path) -> None:
+    """Refuse a corrupt or truncated MetaImage before ITK reads it (ITK would print its complaints on stderr).
+
+    Checks the text header's required keys and, for uncompressed local data, that every pixel byte is there.
+    """
+    head = path.read_bytes()[:4096] if path.stat().st_size else b""
+    if not head:
+        raise InputError(f"{path.name} is empty (0 bytes)")
+    fields: dict[str, str] = {}
+    offset = 0
+    for raw in head.split(b"\n"):
+        offset += len(raw) + 1
+        if not raw.strip():
+            continue
+        key, sep, value = raw.decode("latin-1").partition("=")
+        if not sep:
+            raise InputError(f"{path.name} is not a MetaImage (its header has a line without '='; corrupt file?)")
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            break
+    else:
+        raise InputError(f"{path.name} has no complete MetaImage header (corrupt or truncated file)")
+    missing = [k for k in ("NDims", "DimSize", "ElementType") if k not in fields]
+    if missing:
+        raise InputError(f"{path.name} has a corrupt MetaImage header (missing {', '.join(missing)})")
+    if fields["ElementDataFile"] == "LOCAL" and fields.get("CompressedData", "False").lower() != "true":
+        dims = [int(v) for v in fields["DimSize"].split()]
+        channels = int(fields.get("ElementNumberOfChannels", "1"))
+        expected = int(np.prod(dims)) * channels * _MET_BYTES.get(fields["ElementType"], 1)
+        found = path.stat().st_size - offset
+        if found < expected:
+            raise InputError(f"{path.name} is truncated: {found} of {expected} pixel bytes present")
+
+
 def load_itk_volume(path: Path) -> Volume:
+    if path.suffix.lower() == ".mha":
+        check_metaimage(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:

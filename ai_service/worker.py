@@ -20,7 +20,10 @@ class SeriesAnalyzer:
         from ai_service.engine import InferenceEngine
 
         self.settings = settings
-        self.engine = engine or InferenceEngine(settings)
+        if engine is None:
+            engine = InferenceEngine(settings)
+            engine.warm_up()  # compile the graphs now, not on the first study a PACS sends
+        self.engine = engine
         self.model_version = f"{self.engine.seg_ref.version}+{self.engine.cls_ref.version}"
 
     def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS series (
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL, model_version TEXT NOT NULL,
     series_dir TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
-    out_dir TEXT, created REAL NOT NULL, updated REAL NOT NULL,
+    out_dir TEXT, rerun INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, updated REAL NOT NULL,
     UNIQUE (study_uid, series_uid, model_version)
 );
 CREATE TABLE IF NOT EXISTS outbox (

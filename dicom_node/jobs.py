@@ -44,12 +44,16 @@ class JobQueue:
             return cur.rowcount == 1
 
     def requeue(self, study_uid: str, series_uid: str, model_version: str) -> bool:
-        """Analyse a finished series again (it grew after its analysis); a queued job will see it anyway."""
+        """Analyse a series again because it grew after its analysis started. A finished job is queued again; a
+        running one is queued again when it completes; a queued one will read the grown folder anyway."""
+        key = (study_uid, series_uid, model_version)
         with self.db.tx() as con:
-            return con.execute(
-                "UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, updated = ?"
-                " WHERE study_uid = ? AND series_uid = ? AND model_version = ? AND state IN ('done', 'failed')",
-                (time.time(), study_uid, series_uid, model_version)).rowcount == 1
+            n = con.execute("UPDATE jobs SET state = 'queued', attempts = 0, error = NULL, updated = ?"
+                            " WHERE study_uid = ? AND series_uid = ? AND model_version = ?"
+                            " AND state IN ('done', 'failed')", (time.time(), *key)).rowcount
+            n += con.execute("UPDATE jobs SET rerun = 1 WHERE study_uid = ? AND series_uid = ? AND model_version = ?"
+                             " AND state = 'running'", key).rowcount
+        return n == 1
 
     def recover(self) -> int:
         with self.db.tx() as con:
@@ -76,8 +80,9 @@ class JobQueue:
         """Mark done and queue ``exports`` = [(destination, path, sop_uid)] in the same transaction."""
         now = time.time()
         with self.db.tx() as con:
-            con.execute("UPDATE jobs SET state = 'done', out_dir = ?, error = NULL, updated = ? WHERE id = ?",
-                        (str(out_dir), now, job.id))
+            con.execute("UPDATE jobs SET state = CASE WHEN rerun = 1 THEN 'queued' ELSE 'done' END, rerun = 0,"
+                        " attempts = CASE WHEN rerun = 1 THEN 0 ELSE attempts END,"
+                        " out_dir = ?, error = NULL, updated = ? WHERE id = ?", (str(out_dir), now, job.id))
             con.executemany(
                 "INSERT OR IGNORE INTO outbox (job_id, study_uid, destination, path, sop_uid, state, next_at,"
                 " created, updated) VALUES (?,?,?,?,?, 'pending', ?, ?, ?)",

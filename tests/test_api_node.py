@@ -13,13 +13,7 @@ from api_support import R, client_for, dicom_zip, phantom, settings_for, shared_
 def _analyzer(settings):
     from ai_service.worker import SeriesAnalyzer
 
-    class DicomOnly(SeriesAnalyzer):
-        # ai_service.analyze.write_outputs keys its files by stem, so "preview" can be preview.png instead of
-        # preview.dcm; export only DICOM files here (the bridge is under test, not the worker's file choice).
-        def __call__(self, series_dir, out_dir):
-            return [p for p in super().__call__(series_dir, out_dir) if p.suffix == ".dcm"]
-
-    return DicomOnly(settings, engine=shared_engine())
+    return SeriesAnalyzer(settings, engine=shared_engine())
 
 
 @pytest.fixture(scope="module")

@@ -197,3 +197,17 @@ def test_destination_rejecting_our_ae_title_fails_fast_with_alert(tmp_path, seri
             assert any("ALERT" in r.getMessage() for r in caplog.records)
     finally:
         orthanc.stop()
+
+
+def test_a_series_that_grows_during_or_after_its_analysis_is_analysed_again(tmp_path):
+    queue = JobQueue(Database(tmp_path / "node.db"))
+    queue.enqueue("1.2", "1.2.3", "m1", tmp_path)
+    job = queue.claim()
+    assert queue.requeue("1.2", "1.2.3", "m1")  # grew while running
+    queue.complete(job, tmp_path, [])
+    again = queue.claim()
+    assert again is not None and again.id == job.id
+    queue.complete(again, tmp_path, [])
+    assert queue.claim() is None
+    assert queue.requeue("1.2", "1.2.3", "m1")  # grew after it was done
+    assert queue.claim().id == job.id

@@ -85,13 +85,16 @@ def test_non_image_file(tmp_path):
 def test_corrupt_mha(tmp_path):
     (tmp_path / "broken.mha").write_bytes(b"ObjectType = Image\nNDims = 3\nDimSize = 10 10 10\n"
                                           b"ElementType = MET_SHORT\nElementDataFile = LOCAL\n" + b"\x00" * 17)
-    with pytest.raises(InputError, match="corrupt or truncated"):
+    with pytest.raises(InputError, match="truncated: 17 of 2000 pixel bytes"):
         load_volume(tmp_path / "broken.mha")
+    (tmp_path / "header.mha").write_bytes(b"ObjectType = Image\nNDims = 3\n")
+    with pytest.raises(InputError, match="no complete MetaImage header"):
+        load_volume(tmp_path / "header.mha")
 
 
 def test_zero_byte_file(tmp_path):
     (tmp_path / "empty.mha").write_bytes(b"")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="empty"):
         load_volume(tmp_path / "empty.mha")
 
 

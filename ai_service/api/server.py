@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from ai_service.config import Settings
+
+
+class _PlainRecords(logging.Filter):
+    """uvicorn adds a ``color_message`` extra that our key=value log lines would print; drop it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
 
 
 class ApiServer:
@@ -19,6 +28,8 @@ class ApiServer:
         config = uvicorn.Config(self.app, host=self.host, port=settings.api_port if port is None else port,
                                 log_level=settings.log_level.lower(), log_config=None, access_log=False)
         self._server = uvicorn.Server(config)
+        for name in ("uvicorn", "uvicorn.error"):
+            logging.getLogger(name).addFilter(_PlainRecords())
         self._thread: threading.Thread | None = None
 
     @property

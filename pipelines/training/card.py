@@ -28,7 +28,9 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
     if path.exists():
         raise FileExistsError(f"model version {name}:{version} already exists; versions are immutable")
     path.mkdir(parents=True)
-    model.save(path / "model.keras")
+    shipped = keras.models.clone_model(model)  # uncompiled copy: no optimizer state in the shipped file
+    shipped.set_weights(model.get_weights())
+    shipped.save(path / "model.keras")
     full = {
         "name": name,
         "version": version,

@@ -36,6 +36,8 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--init", default=None,
                    help="warm start from this version (or alias) of the same model in the store")
     p.add_argument("--lr", type=float, default=1e-3, help="seg: initial learning rate")
+    p.add_argument("--seg-model", default="production",
+                   help="cls: segmentation version whose predicted disc masks the classifier is trained on")
     p.add_argument("--cache", type=Path, default=None,
                    help="keep generated samples here (keyed by generator code + arguments) so re-runs skip generation")
     p.set_defaults(func=train_func)
@@ -105,8 +107,13 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         epochs, batch = args.epochs or 10, args.batch or 128
         from pipelines.training.cls import train_cls
 
-        data = D.build_cls(seed, count, augment=True, progress=_progress("training phantoms"), **common)
-        val = D.build_cls(seed + VAL_SEED_OFFSET, val_count, augment=False,
+        from ai_service.registry import ModelRegistry
+
+        seg_ref = ModelRegistry(store).resolve(SEG_MODEL, args.seg_model)
+        data_card["disc_masks"] = f"predicted by {SEG_MODEL}:{seg_ref.version} (the serving path)"
+        data = D.build_cls(seed, count, seg_model=seg_ref.model_file, augment=True,
+                           progress=_progress("training phantoms"), **common)
+        val = D.build_cls(seed + VAL_SEED_OFFSET, val_count, seg_model=seg_ref.model_file, augment=False,
                           progress=_progress("validation phantoms"), **common)
         print(f"classifier samples: {len(data.y)} train crops ({int(data.y.sum())} positive), "
               f"{len(val.y)} validation crops", file=sys.stderr)

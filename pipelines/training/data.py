@@ -15,6 +15,7 @@ import numpy as np
 
 from ai_service import labels as L
 from ai_service import preprocess as P
+from ai_service.discs import assign_levels
 from ai_service.volume import Volume, canonical_of
 from pipelines.phantom import PhantomCase, generate_case
 
@@ -54,27 +55,29 @@ def seg_samples(cc: CanonicalCase) -> tuple[np.ndarray, np.ndarray]:
     return (np.clip(x, 0, 1) * 255).round().astype(np.uint8), y
 
 
-def cls_samples(cc: CanonicalCase, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, list]:
-    """Crops (N, CROP, CROP, 2) float16, per-slice herniation labels (N,), and (level, slice) per crop.
+def cls_samples(cc: CanonicalCase, classes: np.ndarray, rng: np.random.Generator | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list]:
+    """Crops (N, CROP, CROP, 2) float16, per-slice herniation labels (N,), and (disc, slice, truth) per crop.
 
-    With ``rng`` the disc mask is jittered (dilated/eroded, a few pixels shifted) so the classifier tolerates
-    the segmentation network's small errors at serving time.
+    The disc masks come from the *segmentation model's* class map (``classes``, as at serving time), named by
+    the same anatomy rules; each predicted disc takes its truth from the phantom disc it overlaps most, so the
+    classifier learns to read herniations from the image even where the predicted mask misses them. With
+    ``rng`` the masks are also jittered (dilated/eroded).
     """
     crops, ys, meta = [], [], []
     pixel_mm2 = cc.spacing[1] * cc.spacing[2]
-    for level in L.LEVELS:
-        mask = cc.labels == L.disc_label(level)
-        if not mask.any():
-            continue
-        if rng is not None:
-            mask = _jitter(mask, rng)
-        areas = mask.sum(axis=(1, 2))
+    truth = {lv["level"]: bool(lv["herniation"]) for lv in cc.truth["levels"]}
+    for disc in assign_levels(classes, cc.spacing).discs:
+        overlaps = {lv: int((disc.mask & (cc.labels == L.disc_label(lv))).sum()) for lv in L.LEVELS}
+        level = max(overlaps, key=overlaps.get)
+        true_mask = cc.labels == L.disc_label(level) if overlaps[level] else np.zeros_like(disc.mask)
+        herniated = cc.herniated & true_mask
+        mask = _jitter(disc.mask, rng) if rng is not None else disc.mask
         centre, axis = P.disc_pose(mask, cc.spacing[1], cc.spacing[2])
-        herniated = cc.herniated & (cc.labels == L.disc_label(level))
-        for s in np.nonzero(areas >= 0.25 * areas.max())[0]:
+        for s in P.classified_slices(mask):
             crops.append(P.disc_crop(cc.norm[s], mask[s], centre, axis, cc.spacing[1], cc.spacing[2]))
             ys.append(float(herniated[s].sum() * pixel_mm2 >= MIN_HERNIATION_MM2))
-            meta.append((level, int(s)))
+            meta.append((disc.level, int(s), bool(overlaps[level]) and truth[level]))
     if not crops:
         return np.zeros((0, P.CROP_SIZE, P.CROP_SIZE, 2), np.float16), np.zeros(0, np.float32), []
     return np.stack(crops).astype(np.float16), np.asarray(ys, np.float32), meta
@@ -94,15 +97,9 @@ def _jitter(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _make(args) -> tuple:
-    seed, index, rate, profile, kind, augment = args
+    seed, index, rate, profile, kind = args
     cc = canonical_case(generate_case(case_seed(seed, index), herniation_rate=rate, profile=profile))
-    if kind == "seg":
-        return seg_samples(cc)
-    rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
-    crops, ys, meta = cls_samples(cc, rng)
-    truth = {lv["level"]: bool(lv["herniation"]) for lv in cc.truth["levels"]}
-    discs = [f"{index}:{level}" for level, _ in meta]
-    return crops, ys, discs, [truth[level] for level, _ in meta]
+    return seg_samples(cc) if kind == "seg" else cc
 
 
 @dataclass
@@ -115,24 +112,35 @@ class ClsData:
 
 def build_seg(seed: int, count: int, *, cache: Path | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
     def make():
-        parts = _run("seg", seed, count, **kw)
+        parts = list(_run("seg", seed, count, **kw))
         return {"x": np.concatenate([p[0] for p in parts]), "y": np.concatenate([p[1] for p in parts])}
 
     arrays = _cached(cache, ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile")), make)
     return arrays["x"], arrays["y"]
 
 
-def build_cls(seed: int, count: int, *, augment: bool = True, cache: Path | None = None, **kw) -> ClsData:
+def build_cls(seed: int, count: int, *, seg_model: Path, augment: bool = True, cache: Path | None = None,
+              **kw) -> ClsData:
+    """Classifier samples whose disc masks come from the segmentation model saved at ``seg_model``."""
     def make():
-        parts = _run("cls", seed, count, augment=augment, **kw)
-        return {
-            "x": np.concatenate([p[0] for p in parts]),
-            "y": np.concatenate([p[1] for p in parts]),
-            "disc": np.asarray([d for p in parts for d in p[2]]),
-            "disc_y": np.asarray([t for p in parts for t in p[3]], dtype=np.float32),
-        }
+        import keras
 
-    key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"))
+        from ai_service.engine import compiled_segmenter, segment_volume
+
+        seg_fn = compiled_segmenter(keras.saving.load_model(seg_model, compile=False))
+        xs, ys, discs, disc_ys = [], [], [], []
+        for index, cc in enumerate(_run("cls", seed, count, **kw)):
+            rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
+            crops, y, meta = cls_samples(cc, segment_volume(seg_fn, cc.norm, cc.spacing), rng)
+            xs.append(crops)
+            ys.append(y)
+            discs += [f"{index}:{level}" for level, _, _ in meta]
+            disc_ys += [t for _, _, t in meta]
+        return {"x": np.concatenate(xs), "y": np.concatenate(ys), "disc": np.asarray(discs),
+                "disc_y": np.asarray(disc_ys, dtype=np.float32)}
+
+    digest = hashlib.sha256(Path(seg_model).read_bytes()).hexdigest()[:12]
+    key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"), digest)
     a = _cached(cache, key, make)
     return ClsData(a["x"], a["y"], a["disc"], a["disc_y"])
 
@@ -160,13 +168,11 @@ def _cached(cache: Path | None, key: tuple, make) -> dict[str, np.ndarray]:
 
 
 def _run(kind: str, seed: int, count: int, *, herniation_rate: float = 0.35, profile: str = "default",
-         augment: bool = False, workers: int = 2, progress=None) -> list:
-    """Generate ``count`` phantoms in parallel worker processes and return each case's samples."""
-    jobs = [(seed, i, herniation_rate, profile, kind, augment) for i in range(count)]
-    parts = []
+         workers: int = 2, progress=None):
+    """Generate ``count`` phantoms in parallel worker processes; yield each case's samples in order."""
+    jobs = [(seed, i, herniation_rate, profile, kind) for i in range(count)]
     with mp.get_context("spawn").Pool(workers) as pool:
         for i, part in enumerate(pool.imap(_make, jobs, chunksize=2)):
-            parts.append(part)
             if progress:
                 progress(i + 1, count)
-    return parts
+            yield part
