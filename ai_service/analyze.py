@@ -77,7 +77,7 @@ def write_outputs(volume: Volume, analysis: Analysis, out: Path, settings: Setti
         for item in sorted(staging.iterdir()):
             target = out / item.name
             item.replace(target)
-            files[item.stem] = target
+            files[item.name] = target
         return files
     finally:
         shutil.rmtree(staging, ignore_errors=True)

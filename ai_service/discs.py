@@ -36,25 +36,37 @@ class DiscAssignment:
     warnings: list[str]
 
 
-def _components(mask: np.ndarray, min_voxels: float) -> list[tuple[np.ndarray, np.ndarray]]:
+@dataclass
+class _Component:
+    mask: np.ndarray  # bool, whole canonical grid
+    centroid: np.ndarray  # (slice, row, col) pixels
+    box: tuple[slice, ...]  # bounding box of mask
+
+
+def _components(mask: np.ndarray, min_voxels: float) -> list[_Component]:
+    """Connected components at least ``min_voxels`` big (bincount + bounding boxes: one pass each)."""
     labelled, n = ndimage.label(mask, structure=_STRUCTURE)
     if n == 0:
         return []
-    sizes = ndimage.sum_labels(np.ones_like(labelled), labelled, index=np.arange(1, n + 1))
-    centroids = ndimage.center_of_mass(mask, labelled, index=np.arange(1, n + 1))
-    return [
-        (labelled == i + 1, np.asarray(centroids[i]))
-        for i in range(n)
-        if sizes[i] >= min_voxels
-    ]
+    sizes = np.bincount(labelled.ravel(), minlength=n + 1)[1:]
+    boxes = ndimage.find_objects(labelled)
+    out = []
+    for i in np.nonzero(sizes >= min_voxels)[0]:
+        box = boxes[i]
+        local = labelled[box] == i + 1
+        full = np.zeros(mask.shape, dtype=bool)
+        full[box] = local
+        centroid = np.array([idx.mean() + b.start for idx, b in zip(np.nonzero(local), box)])
+        out.append(_Component(full, centroid, box))
+    return out
 
 
-def _contact(mask: np.ndarray, other: np.ndarray) -> int:
-    """Voxels of ``other`` on the one-voxel shell around ``mask`` (computed inside mask's bounding box)."""
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
-    grown = ndimage.binary_dilation(mask[box], structure=_STRUCTURE)
-    return int((grown & ~mask[box] & other[box]).sum())
+def _contact(part: _Component, other: np.ndarray) -> int:
+    """Voxels of ``other`` on the one-voxel shell around a component (computed inside its bounding box)."""
+    box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in part.box)
+    inside = part.mask[box]
+    grown = ndimage.binary_dilation(inside, structure=_STRUCTURE)
+    return int((grown & ~inside & other[box]).sum())
 
 
 def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
@@ -66,17 +78,19 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
     warnings: list[str] = []
     sacrum_row = None
     if sacra:
-        sacrum, centroid = max(sacra, key=lambda mc: mc[0].sum())
-        sacrum_row = float(centroid[1])
+        sacrum = max(sacra, key=lambda c: c.mask.sum())
+        sacrum_row = float(sacrum.centroid[1])
         disc_mask = classes == 1
         # a "body" that touches the sacrum more than any disc is a piece of the sacrum (no disc between them)
-        bodies = [(m, c) for m, c in bodies if c[1] < sacrum_row and _contact(m, sacrum) <= _contact(m, disc_mask)]
+        bodies = [b for b in bodies
+                  if b.centroid[1] < sacrum_row and _contact(b, sacrum.mask) <= _contact(b, disc_mask)]
     else:
         warnings.append("sacrum not identified; levels counted assuming the lowest structure is at L5-S1")
-    body_rows = sorted(float(c[1]) for _, c in bodies)
+    body_rows = sorted(float(b.centroid[1]) for b in bodies)
 
     named: dict[str, NamedDisc] = {}
-    for mask, centroid in sorted(discs, key=lambda mc: mc[1][1]):
+    for disc in sorted(discs, key=lambda c: c.centroid[1]):
+        mask, centroid = disc.mask, disc.centroid
         row = float(centroid[1])
         below = sum(1 for r in body_rows if r > row)
         if sacrum_row is not None:

@@ -17,11 +17,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ai_service.errors import InputError
+from dicom_node.db import WalSqlite
 
 log = logging.getLogger(__name__)
 
@@ -90,33 +90,16 @@ class JobStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self._db = WalSqlite(self.path, SCHEMA)
         self._wake = threading.Condition()
-        self._con().executescript(SCHEMA)
         with self._tx() as con:
             con.execute("UPDATE jobs SET state='queued', stage='queued (restarted)', progress=0 WHERE state='running'")
 
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=NORMAL")
-            self._local.con = con
-        return con
+        return self._db.connection()
 
-    @contextmanager
     def _tx(self):
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        return self._db.tx()
 
     @staticmethod
     def _job(row) -> Job | None:

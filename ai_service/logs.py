@@ -47,5 +47,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL"):
+    for noisy in ("tensorflow", "absl", "h5py", "matplotlib", "PIL", "highdicom"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

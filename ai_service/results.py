@@ -116,7 +116,7 @@ def analyze_stored_series(
         for path in sorted(out.rglob("*")):
             if path.is_file() and path.name != MARKER:
                 storage.write_file(f"{prefix}/{path.relative_to(out).as_posix()}", path)
-        storage.write_file(f"{prefix}/{MARKER}", files["findings"])
+        storage.write_file(f"{prefix}/{MARKER}", files["findings.json"])
     return prefix
 
 

@@ -33,5 +33,4 @@ class SeriesAnalyzer:
         for stale in out_dir.glob("*.dcm"):  # from an interrupted attempt: this run decides what exists
             stale.unlink()
         analyze_path(Path(series_dir), out_dir, self.settings, self.engine)
-        # result.files is keyed by stem, and preview.png / preview.dcm share one: pick the DICOM files by name
         return [out_dir / f"{name}.dcm" for name in EXPORTED if (out_dir / f"{name}.dcm").exists()]

@@ -49,14 +49,14 @@ CREATE TABLE IF NOT EXISTS destinations (
 """
 
 
-class Database:
-    """Thread-safe access: one connection per thread, all in WAL mode."""
+class WalSqlite:
+    """Thread-safe SQLite access: one connection per thread, all in WAL mode (the node's index, the API's jobs)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, schema: str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self.connection().executescript(SCHEMA)
+        self.connection().executescript(schema)
 
     def connection(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -90,6 +90,13 @@ class Database:
         if con is not None:
             con.close()
             self._local.con = None
+
+
+class Database(WalSqlite):
+    """The node's index (schema above)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, SCHEMA)
 
 
 def now() -> float:

@@ -1,6 +1,5 @@
 """The shipped models end to end: a fresh phantom (never seen in training) analysed through ``ldh analyze``."""
 
-import json
 import os
 import subprocess
 import sys
@@ -91,7 +90,9 @@ def test_cli_analyze_writes_findings_label_map_and_preview(case, tmp_path):
         assert list(disc.box) == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
     preview = cv2.imread(str(out / "preview.png"))
     assert preview is not None and min(preview.shape[:2]) >= 512
-    assert "P(herniation)" in proc.stdout and "wrote findings" in proc.stdout
+    assert "P(herniation)" in proc.stdout
+    for name in ("findings.json", "discs.mha", "preview.png", "seg.dcm", "sr.dcm", "preview.dcm"):
+        assert f"wrote {name}: " in proc.stdout
     # a DICOM source also gets SEG + SR (+ SC preview) in its own study, and the SR says what findings.json says
     sr = pydicom.dcmread(out / "sr.dcm")
     seg = pydicom.dcmread(out / "seg.dcm")

@@ -101,7 +101,7 @@ def sample_acquisition(rng: np.random.Generator, profile: PhantomProfile, anat: 
     top_body = next((b.name for b, iv in zip(bodies, intervals) if top < iv[0]), "L5")
 
     # AP placement: posterior skin near the right edge (sometimes touching it)
-    c, w = anat.canal, anat.wall
+    w = anat.wall
     skin = w.points + (w.post_skin + w.paraspinal_bulge)[:, None] * w.normals
     inside = (skin[:, 1] > top) & (skin[:, 1] < top + height)
     a_max = float(skin[inside, 0].max()) + float(rng.uniform(-4.0, 40.0))
