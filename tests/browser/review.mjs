@@ -101,9 +101,13 @@ try {
   result.relabel = { from: second.level, to: target, swapped: taken.includes(target),
                      selected_level: await page.evaluate(() => window.ldh.boxes.find((b) => b.id === window.ldh.selected).level) };
 
-  // 3. delete the last box with the Delete key, then add one with N (it takes the first free level)
-  const last = onSlice[onSlice.length - 1];
-  await page.locator(`#boxes g.box[data-level="${last.level}"] rect.body`).click();
+  // 3. delete an AI box that was neither dragged nor edited above: jump to it with its "show" button (it may sit
+  //    on another slice) and press Delete on the stage; then add one with N (it takes the first free level)
+  const untouched = await page.evaluate(([a, b]) => window.ldh.boxes.map((x) => x.level).filter((l) => l !== a && l !== b),
+                                        [first.level, target]);
+  const last = { level: untouched[untouched.length - 1] };
+  await page.click(`button[aria-label="show ${last.level}"]`);
+  await page.focus("#stage");
   await page.keyboard.press("Delete");
   result.deleted = { level: last.level, remaining: (await boxes()).map((b) => b.level) };
   const levelsBefore = await page.evaluate(() => window.ldh.boxes.map((b) => b.level));
