@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 class Analysis:
     findings: Findings
     label_map: np.ndarray  # uint8 on the input grid, 201..205
-    canonical: Canonical
-    norm: np.ndarray  # normalised canonical volume (for previews)
-    canonical_labels: np.ndarray
     timings_ms: dict[str, float]
 
 
@@ -142,7 +139,7 @@ class InferenceEngine:
             source=volume.kind,
             warnings=volume.warnings + assignment.warnings,
         )
-        return Analysis(findings, canon.inverse(assignment.label_map), canon, norm, assignment.label_map, timings)
+        return Analysis(findings, canon.inverse(assignment.label_map), timings)
 
     def _classify(self, volume, canon, norm, named, spacing) -> list[DiscFinding]:
         crops, owners = [], []
@@ -161,6 +158,7 @@ class InferenceEngine:
             areas = disc.mask.sum(axis=(1, 2))
             key = p_slice if p_disc >= self.threshold else int(np.argmax(areas))
             touched = np.nonzero(areas)[0]
+            ends = sorted(_input_slice(canon, int(t), volume.shape) for t in (touched[0], touched[-1]))
             union = disc.mask.any(axis=0)
             in_slice = _input_slice(canon, key, volume.shape)
             out.append(
@@ -171,10 +169,8 @@ class InferenceEngine:
                     slice_index=in_slice,
                     box=_box_to_input(canon, _bbox(disc.mask[key]), volume.shape),
                     extent=Extent3D(
-                        first_slice=min(_input_slice(canon, int(touched[0]), volume.shape),
-                                        _input_slice(canon, int(touched[-1]), volume.shape)),
-                        last_slice=max(_input_slice(canon, int(touched[0]), volume.shape),
-                                       _input_slice(canon, int(touched[-1]), volume.shape)),
+                        first_slice=ends[0],
+                        last_slice=ends[1],
                         box=_box_to_input(canon, _bbox(union), volume.shape),
                         volume_mm3=round(float(disc.mask.sum()) * voxel_mm3, 1),
                     ),
