@@ -107,6 +107,10 @@ try {
                                         [first.level, target]);
   const last = { level: untouched[untouched.length - 1] };
   await page.click(`button[aria-label="show ${last.level}"]`);
+  await page.waitForFunction((level) => {  // "show" loads the slice asynchronously, then selects the box
+    const sel = window.ldh.boxes.find((b) => b.id === window.ldh.selected);
+    return sel && sel.level === level && document.getElementById("slice-img").complete;
+  }, last.level, { timeout: 30000 });
   await page.focus("#stage");
   await page.keyboard.press("Delete");
   result.deleted = { level: last.level, remaining: (await boxes()).map((b) => b.level) };
