@@ -2,7 +2,8 @@
 
 Levels are counted from the sacrum upward over the *vertebral bodies* (not the discs), so a disc the network
 missed does not shift the names of the others, and a T12-L1 disc or a cut-off FOV simply yields fewer levels.
-All arrays are canonical ``(slices, rows, columns)`` at input resolution (rows head→feet).
+All arrays are canonical ``(slices, rows, columns)`` (rows head→feet); naming works on any grid whose spacing is
+given (the engine names on the network canvas, then maps the names to the input grid: :func:`discs_of`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _STRUCTURE = ndimage.generate_binary_structure(3, 1)
 class NamedDisc:
     level: str
     mask: np.ndarray  # bool, canonical grid
-    centroid: np.ndarray  # (slice, row, col) pixels
+    box: tuple[slice, slice, slice]  # bounding box of mask: per-disc work runs on mask[box], not the whole grid
 
 
 @dataclass
@@ -90,8 +91,8 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
 
     named: dict[str, NamedDisc] = {}
     for disc in sorted(discs, key=lambda c: c.centroid[1]):
-        mask, centroid = disc.mask, disc.centroid
-        row = float(centroid[1])
+        mask = disc.mask
+        row = float(disc.centroid[1])
         below = sum(1 for r in body_rows if r > row)
         if sacrum_row is not None:
             if row > sacrum_row:
@@ -106,13 +107,28 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
             continue  # T12-L1 and above, never reported
         level = LEVELS[index]
         if level in named:  # one level split in two pieces: keep them together
-            merged = named[level].mask | mask
-            named[level] = NamedDisc(level, merged, np.asarray(ndimage.center_of_mass(merged)))
+            box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(named[level].box, disc.box))
+            named[level] = NamedDisc(level, named[level].mask | mask, box)
         else:
-            named[level] = NamedDisc(level, mask, centroid)
+            named[level] = NamedDisc(level, mask, disc.box)
 
     label_map = np.zeros(classes.shape, dtype=np.uint8)
     ordered = [named[level] for level in LEVELS if level in named]
     for disc in ordered:
         label_map[disc.mask] = disc_label(disc.level)
     return DiscAssignment(ordered, label_map, len(body_rows), sacrum_row is not None, warnings)
+
+
+def discs_of(label_map: np.ndarray) -> list[NamedDisc]:
+    """The named discs of a label map (201…205), in level order: one pass for the boxes, masks built in them."""
+    boxes = ndimage.find_objects(label_map)
+    out = []
+    for level in LEVELS:
+        value = disc_label(level)
+        box = boxes[value - 1] if value <= len(boxes) else None
+        if box is None:
+            continue
+        mask = np.zeros(label_map.shape, dtype=bool)
+        mask[box] = label_map[box] == value
+        out.append(NamedDisc(level, mask, box))
+    return out

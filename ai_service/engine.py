@@ -1,7 +1,8 @@
 """The inference engine: models loaded once, one fixed-signature compiled graph each, thread-safe.
 
-segment (2.5D U-Net on every slice, probabilities mapped back to the input grid) → name discs by anatomy →
-classify each disc on the slices it covers (max over slices) → typed :class:`Findings` in input pixels.
+segment (2.5D U-Net on every slice) → name discs by anatomy on the network canvas → map the named discs back to
+the input grid (bilinear probabilities, arg-max) → classify each disc on the slices it covers (max over slices)
+→ typed :class:`Findings` in input pixels.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ai_service import preprocess as P  # noqa: E402
 from ai_service.config import Settings  # noqa: E402
-from ai_service.discs import assign_levels  # noqa: E402
+from ai_service.discs import DiscAssignment, assign_levels, discs_of  # noqa: E402
 from ai_service.errors import InputError, ModelError  # noqa: E402
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions  # noqa: E402
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  # noqa: E402
@@ -50,15 +52,38 @@ def compiled_segmenter(model):
     return _compiled(model, (P.SEG_SIZE, P.SEG_SIZE, 3))
 
 
-def segment_volume(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Class map (0 bg, 1 disc, 2 body, 3 sacrum) on the canonical grid at input resolution.
+def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float],
+                 timings: dict[str, float] | None = None) -> DiscAssignment:
+    """Segment, name and map back: the named disc masks on the canonical input grid.
 
     ``seg_fn`` is a compiled segmentation graph; the classifier's training masks come from this same function.
+    Levels are named on the network canvas (~1 mm pixels: a quarter of the voxels of a 512² series); then only the
+    rectangle holding the named discs is mapped back: there the arg-max of the bilinearly mapped probabilities
+    decides which voxels are disc (the accuracy of the input grid), and each takes the name of the canvas disc
+    under it (names grown by one canvas pixel so a boundary voxel finds its disc). ``timings`` gets the
+    milliseconds of ``segment`` (canvas + network) and ``levels`` (naming + mapping back).
     """
+    t = time.perf_counter()
     _, rows, cols = norm.shape
     inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2])
     probs = seg_fn(inputs).numpy()
-    return np.argmax(P.probabilities_to_grid(probs, affine, rows, cols), axis=-1).astype(np.uint8)
+    t_levels = time.perf_counter()
+    canvas_mm = P.canvas_pixel_mm(affine, spacing[2])
+    named = assign_levels(np.argmax(probs, axis=-1).astype(np.uint8), (spacing[0], canvas_mm, canvas_mm))
+    label_map = np.zeros(norm.shape, dtype=np.uint8)
+    roi = P.grid_roi(named.label_map, affine, rows, cols)
+    if roi is not None:
+        r0, r1, c0, c1 = roi
+        disc = np.argmax(P.probabilities_to_grid(probs, affine, rows, cols, roi), axis=-1) == 1
+        grown = np.stack([cv2.dilate(sl, _GROW) for sl in named.label_map])
+        label_map[:, r0:r1, c0:c1] = np.where(disc, P.labels_to_grid(grown, affine, rows, cols, roi), 0)
+    if timings is not None:
+        timings["segment"] = (t_levels - t) * 1e3
+        timings["levels"] = (time.perf_counter() - t_levels) * 1e3
+    return DiscAssignment(discs_of(label_map), label_map, named.vertebrae, named.sacrum_found, named.warnings)
+
+
+_GROW = np.ones((3, 3), np.uint8)
 
 
 class InferenceEngine:
@@ -102,8 +127,8 @@ class InferenceEngine:
         self._seg(np.zeros((1, P.SEG_SIZE, P.SEG_SIZE, 3), np.float32))
         self._cls(np.zeros((1, P.CROP_SIZE, P.CROP_SIZE, 2), np.float32))
 
-    def segment(self, norm: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-        return segment_volume(self._seg, norm, spacing)
+    def locate(self, norm: np.ndarray, spacing: tuple[float, float, float], timings=None) -> DiscAssignment:
+        return locate_discs(self._seg, norm, spacing, timings)
 
     def analyze(self, volume: Volume) -> Analysis:
         timings: dict[str, float] = {}
@@ -113,15 +138,9 @@ class InferenceEngine:
         spacing = canon.spacing  # (slice, row, col) mm
         timings["prepare"] = (time.perf_counter() - t) * 1e3
 
-        t = time.perf_counter()
-        classes = self.segment(norm, spacing)
-        timings["segment"] = (time.perf_counter() - t) * 1e3
-
-        t = time.perf_counter()
-        assignment = assign_levels(classes, spacing)
+        assignment = self.locate(norm, spacing, timings)
         if not assignment.discs and assignment.vertebrae == 0 and not assignment.sacrum_found:
             raise InputError("no lumbar spine was found in this series (is it a sagittal lumbar spine MRI?)")
-        timings["levels"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
         discs = self._classify(volume, canon, norm, assignment.discs, spacing)
@@ -144,8 +163,10 @@ class InferenceEngine:
     def _classify(self, volume, canon, norm, named, spacing) -> list[DiscFinding]:
         crops, owners = [], []
         for i, disc in enumerate(named):
-            centre, axis = P.disc_pose(disc.mask, spacing[1], spacing[2])
-            for s in P.classified_slices(disc.mask):
+            local, (s0, r0, c0) = disc.mask[disc.box], (b.start for b in disc.box)
+            centre, axis = P.disc_pose(local, spacing[1], spacing[2])
+            centre = centre + (r0, c0)
+            for s in P.classified_slices(local) + s0:
                 crops.append(P.disc_crop(norm[s], disc.mask[s], centre, axis, spacing[1], spacing[2]))
                 owners.append((i, int(s)))
         probs = self._cls(np.stack(crops)).numpy()[:, 0] if crops else np.zeros(0)
@@ -153,13 +174,12 @@ class InferenceEngine:
         voxel_mm3 = float(np.prod(spacing))
         out = []
         for i, disc in enumerate(named):
+            local, (s0, r0, c0) = disc.mask[disc.box], (b.start for b in disc.box)
             mine = [(float(p), s) for p, (j, s) in zip(probs, owners) if j == i]
             p_disc, p_slice = max(mine)
-            areas = disc.mask.sum(axis=(1, 2))
-            key = p_slice if p_disc >= self.threshold else int(np.argmax(areas))
-            touched = np.nonzero(areas)[0]
-            ends = sorted(_input_slice(canon, int(t), volume.shape) for t in (touched[0], touched[-1]))
-            union = disc.mask.any(axis=0)
+            areas = local.sum(axis=(1, 2))
+            key = p_slice if p_disc >= self.threshold else s0 + int(np.argmax(areas))
+            ends = sorted(_input_slice(canon, s0 + int(t), volume.shape) for t in (0, len(areas) - 1))
             in_slice = _input_slice(canon, key, volume.shape)
             out.append(
                 DiscFinding(
@@ -167,12 +187,12 @@ class InferenceEngine:
                     probability=round(p_disc, 6),
                     herniation=p_disc >= self.threshold,
                     slice_index=in_slice,
-                    box=_box_to_input(canon, _bbox(disc.mask[key]), volume.shape),
+                    box=_box_to_input(canon, _bbox(local[key - s0], r0, c0), volume.shape),
                     extent=Extent3D(
                         first_slice=ends[0],
                         last_slice=ends[1],
-                        box=_box_to_input(canon, _bbox(union), volume.shape),
-                        volume_mm3=round(float(disc.mask.sum()) * voxel_mm3, 1),
+                        box=_box_to_input(canon, _bbox(local.any(axis=0), r0, c0), volume.shape),
+                        volume_mm3=round(float(areas.sum()) * voxel_mm3, 1),
                     ),
                     sop_instance_uid=volume.sop_instance_uids[in_slice] if volume.sop_instance_uids else None,
                     frame_number=volume.frame_numbers[in_slice] if volume.frame_numbers else None,
@@ -181,9 +201,10 @@ class InferenceEngine:
         return out
 
 
-def _bbox(mask2d: np.ndarray) -> tuple[int, int, int, int]:
-    rows = np.nonzero(mask2d.any(axis=1))[0]
-    cols = np.nonzero(mask2d.any(axis=0))[0]
+def _bbox(mask2d: np.ndarray, row0: int = 0, col0: int = 0) -> tuple[int, int, int, int]:
+    """Pixel-edge box (x0, y0, x1, y1) of a 2D mask whose top-left pixel sits at (row0, col0)."""
+    rows = np.nonzero(mask2d.any(axis=1))[0] + row0
+    cols = np.nonzero(mask2d.any(axis=0))[0] + col0
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ai_service.discs import assign_levels
+from ai_service.discs import assign_levels, discs_of
 from ai_service.labels import LEVELS, disc_label
 
 SPACING = (4.0, 1.0, 1.0)  # (slice, row, col) mm
@@ -27,7 +27,7 @@ def test_six_bodies_and_sacrum_name_t12_to_s1_discs():
     result = assign_levels(spine(bodies=6), SPACING)
     assert [d.level for d in result.discs] == list(LEVELS)  # the T12-L1 disc is not reported
     assert result.sacrum_found and not result.warnings
-    rows = [d.centroid[1] for d in result.discs]
+    rows = [d.box[1].start for d in result.discs]
     assert rows == sorted(rows)
     assert set(np.unique(result.label_map)) == {0, *[disc_label(lv) for lv in LEVELS]}
 
@@ -68,3 +68,14 @@ def test_a_body_fragment_fused_to_the_sacrum_is_counted_as_sacrum():
     classes[:, top : top + 6, 25:65] = 2  # the top of S1 mistaken for a body, no disc between it and the sacrum
     result = assign_levels(classes, SPACING)
     assert [d.level for d in result.discs] == list(LEVELS)
+
+
+def test_discs_of_rebuilds_named_discs_with_their_boxes():
+    result = assign_levels(spine(bodies=6, skip_discs=(3,)), SPACING)
+    rebuilt = discs_of(result.label_map)
+    assert [d.level for d in rebuilt] == [d.level for d in result.discs]
+    for a, b in zip(rebuilt, result.discs):
+        assert np.array_equal(a.mask, b.mask)
+        assert a.mask[a.box].sum() == a.mask.sum()  # the box holds the whole disc
+        assert all(s.stop - s.start == int(np.any(a.mask, axis=tuple(j for j in range(3) if j != i)).sum())
+                   for i, s in enumerate(a.box))  # and is tight

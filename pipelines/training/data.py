@@ -15,7 +15,7 @@ import numpy as np
 
 from ai_service import labels as L
 from ai_service import preprocess as P
-from ai_service.discs import assign_levels
+from ai_service.discs import NamedDisc
 from ai_service.volume import Volume, canonical_of
 from pipelines.phantom import PhantomCase, generate_case
 
@@ -49,25 +49,25 @@ def canonical_case(case: PhantomCase) -> CanonicalCase:
 
 
 def seg_samples(cc: CanonicalCase) -> tuple[np.ndarray, np.ndarray]:
-    """(slices, SEG_SIZE, SEG_SIZE, 3) uint8 inputs and (slices, SEG_SIZE, SEG_SIZE) uint8 class targets."""
+    """(slices, SEG_SIZE, SEG_SIZE, 3) uint8 inputs and (slices, SEG_SIZE, SEG_SIZE, classes) uint8 soft targets."""
     x, affine = P.seg_inputs(cc.norm, cc.spacing[1], cc.spacing[2])
     y = P.seg_targets(P.seg_classes(cc.labels), affine)
     return (np.clip(x, 0, 1) * 255).round().astype(np.uint8), y
 
 
-def cls_samples(cc: CanonicalCase, classes: np.ndarray, rng: np.random.Generator | None = None
+def cls_samples(cc: CanonicalCase, discs: list[NamedDisc], rng: np.random.Generator | None = None
                 ) -> tuple[np.ndarray, np.ndarray, list]:
     """Crops (N, CROP, CROP, 2) float16, per-slice herniation labels (N,), and (disc, slice, truth) per crop.
 
-    The disc masks come from the *segmentation model's* class map (``classes``, as at serving time), named by
-    the same anatomy rules; each predicted disc takes its truth from the phantom disc it overlaps most, so the
-    classifier learns to read herniations from the image even where the predicted mask misses them. With
-    ``rng`` the masks are also jittered (dilated/eroded).
+    The disc masks are the *segmentation model's* named discs (``discs``, from
+    :func:`ai_service.engine.locate_discs` as at serving time); each predicted disc takes its truth from the
+    phantom disc it overlaps most, so the classifier learns to read herniations from the image even where the
+    predicted mask misses them. With ``rng`` the masks are also jittered (dilated/eroded).
     """
     crops, ys, meta = [], [], []
     pixel_mm2 = cc.spacing[1] * cc.spacing[2]
     truth = {lv["level"]: bool(lv["herniation"]) for lv in cc.truth["levels"]}
-    for disc in assign_levels(classes, cc.spacing).discs:
+    for disc in discs:
         overlaps = {lv: int((disc.mask & (cc.labels == L.disc_label(lv))).sum()) for lv in L.LEVELS}
         level = max(overlaps, key=overlaps.get)
         true_mask = cc.labels == L.disc_label(level) if overlaps[level] else np.zeros_like(disc.mask)
@@ -125,13 +125,13 @@ def build_cls(seed: int, count: int, *, seg_model: Path, augment: bool = True, c
     def make():
         import keras
 
-        from ai_service.engine import compiled_segmenter, segment_volume
+        from ai_service.engine import compiled_segmenter, locate_discs
 
         seg_fn = compiled_segmenter(keras.saving.load_model(seg_model, compile=False))
         xs, ys, discs, disc_ys = [], [], [], []
         for index, cc in enumerate(_run("cls", seed, count, **kw)):
             rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
-            crops, y, meta = cls_samples(cc, segment_volume(seg_fn, cc.norm, cc.spacing), rng)
+            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing).discs, rng)
             xs.append(crops)
             ys.append(y)
             discs += [f"{index}:{level}" for level, _, _ in meta]

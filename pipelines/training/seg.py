@@ -36,16 +36,16 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int):
     k = len(SEG_CLASSES)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
 
-    def to_float(a, b):
-        return tf.cast(a, tf.float32) / 255.0, tf.one_hot(tf.cast(b, tf.int32), k)
+    def to_float(a, b):  # both uint8 0…255: image channels and soft class targets (preprocess.seg_targets)
+        return tf.cast(a, tf.float32) / 255.0, tf.cast(b, tf.float32) / 255.0
 
     if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
 
         def crop(a, b):
-            both = tf.concat([a, b[..., None]], axis=-1)
-            both = tf.image.random_crop(both, (TRAIN_CROP, TRAIN_CROP, 4), seed=seed)
-            return both[..., :3], both[..., 3]
+            both = tf.concat([a, b], axis=-1)
+            both = tf.image.random_crop(both, (TRAIN_CROP, TRAIN_CROP, 3 + k), seed=seed)
+            return both[..., :3], both[..., 3:]
 
         ds = ds.map(crop, num_parallel_calls=2)
     ds = ds.map(to_float, num_parallel_calls=2)
@@ -53,12 +53,14 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int):
 
 
 def disc_dice(model, x: np.ndarray, y: np.ndarray, batch: int = 16) -> dict[str, float]:
-    """Per-class Dice on canvas samples (a quick validation figure; `ldh evaluate` measures on input grids)."""
+    """Per-class Dice on canvas samples against the arg-max of the soft targets (a quick validation figure;
+    `ldh evaluate` measures on input grids)."""
     pred = np.concatenate([np.argmax(model.predict(x[i : i + batch] / 255.0, verbose=0), -1)
                            for i in range(0, len(x), batch)])
+    truth = np.argmax(y, axis=-1)
     out = {}
     for c, name in enumerate(SEG_CLASSES[1:], start=1):
-        a, b = pred == c, y == c
+        a, b = pred == c, truth == c
         out[f"dice_{name}"] = float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
     return out
 

@@ -1,0 +1,53 @@
+"""The preprocessing both training and serving use: canvas mapping, soft targets, mapping back to the grid."""
+
+import numpy as np
+import pytest
+
+from ai_service import preprocess as P
+
+
+@pytest.mark.parametrize("rows,cols,row_mm,col_mm", [(512, 512, 0.5, 0.5), (300, 420, 0.9, 0.7), (200, 200, 1.3, 1.3)])
+def test_roi_mapping_equals_the_same_rectangle_of_the_full_mapping(rows, cols, row_mm, col_mm):
+    rng = np.random.default_rng(0)
+    affine = P.seg_affine(rows, cols, row_mm, col_mm)
+    probs = rng.random((2, P.SEG_SIZE, P.SEG_SIZE, 4)).astype(np.float32)
+    labels = rng.integers(0, 6, (2, P.SEG_SIZE, P.SEG_SIZE)).astype(np.uint8)
+    roi = (rows // 5, rows // 2 + 7, cols // 3, cols - 11)
+    r0, r1, c0, c1 = roi
+    full = P.probabilities_to_grid(probs, affine, rows, cols)
+    part = P.probabilities_to_grid(probs, affine, rows, cols, roi)
+    assert part.shape == (2, r1 - r0, c1 - c0, 4)
+    # equal up to OpenCV's fixed-point sampling grid (1/32 pixel): random data changes by <= 1 per canvas pixel
+    np.testing.assert_allclose(part, full[:, r0:r1, c0:c1], atol=1 / 32 + 1e-4)
+    part_labels = P.labels_to_grid(labels, affine, rows, cols, roi)
+    assert (part_labels == P.labels_to_grid(labels, affine, rows, cols)[:, r0:r1, c0:c1]).mean() > 0.98
+
+
+def test_grid_roi_covers_every_input_pixel_of_a_canvas_blob():
+    rows, cols, mm = 480, 360, 0.6
+    affine = P.seg_affine(rows, cols, mm, mm)
+    canvas = np.zeros((3, P.SEG_SIZE, P.SEG_SIZE), np.uint8)
+    canvas[1, 100:121, 60:95] = 201
+    r0, r1, c0, c1 = P.grid_roi(canvas, affine, rows, cols, margin=0)
+    back = P.labels_to_grid(canvas, affine, rows, cols)
+    rr, cc = np.nonzero(back.any(axis=0))
+    assert r0 <= rr.min() and rr.max() < r1 and c0 <= cc.min() and cc.max() < c1
+    assert (r1 - r0) < 1.2 * (rr.max() - rr.min() + 1) + 4  # and stays tight
+    assert P.grid_roi(np.zeros_like(canvas), affine, rows, cols) is None
+    assert P.canvas_pixel_mm(affine, mm) == pytest.approx(max(rows, cols) * mm / P.SEG_SIZE)
+
+
+def test_soft_targets_keep_sub_pixel_boundaries():
+    """A disc edge half-way through a canvas pixel gives ~50 % targets there; the arg-max still matches."""
+    rows = cols = 512
+    affine = P.seg_affine(rows, cols, 0.5, 0.5)  # 2 input pixels per canvas pixel
+    classes = np.zeros((1, rows, cols), np.uint8)
+    classes[0, 201:301, 100:400] = 1  # starts on an odd row: half of canvas row 100 is disc
+    soft = P.seg_targets(classes, affine)
+    assert soft.shape == (1, P.SEG_SIZE, P.SEG_SIZE, len(P.SEG_CLASSES)) and soft.dtype == np.uint8
+    assert np.all(np.abs(soft.astype(int).sum(axis=-1) - 255) <= 2)  # fractions of one pixel
+    assert 100 <= soft[0, 100, 120, 1] <= 155  # the boundary pixel is about half disc
+    assert soft[0, 110, 120, 1] == 255 and soft[0, 90, 120, 0] == 255
+    back = np.argmax(P.probabilities_to_grid(soft.astype(np.float32) / 255, affine, rows, cols), axis=-1)
+    dice = 2 * ((back == 1) & (classes == 1)).sum() / ((back == 1).sum() + (classes == 1).sum())
+    assert dice > 0.995
