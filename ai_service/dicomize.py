@@ -19,23 +19,16 @@ import datetime
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from ai_service import __version__
 from ai_service.config import Settings
+from ai_service.mr_series import Implementation, SeriesGeometry, ds_str, mr_series
 from ai_service.volume import Volume
 
 KIND_NAMES = {"mha": "MHA volume", "nifti": "NIfTI volume", "images": "JPG/PNG slices"}
 UPLOAD_SERIES_NUMBER = 1
-
-
-def _ds(value: float) -> str:
-    """A DICOM DS string (at most 16 characters)."""
-    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
-    if text in ("", "-0"):
-        text = "0"
-    return text[:16]
 
 
 def _pixels(array: np.ndarray) -> tuple[np.ndarray, str]:
@@ -63,15 +56,13 @@ def volume_to_mr_series(
     """One MR Image Storage dataset per slice of ``volume`` (slice order kept), ready to save as Part 10."""
     if volume.kind == "dicom":
         raise ValueError("the volume is DICOM already; store its own instances instead")
-    n, rows, cols = volume.shape
     pixels, pixel_note = _pixels(volume.array)
     direction = np.asarray(volume.direction, dtype=float).reshape(3, 3)
-    col_dir, row_dir, slice_dir = direction[:, 0], direction[:, 1], direction[:, 2]
     sx, sy, sz = (float(v) for v in volume.spacing)
-    origin = np.asarray(volume.origin, dtype=float)
+    geometry = SeriesGeometry((sx, sy, sz), tuple(volume.origin), *(tuple(direction[:, i]) for i in range(3)))
     now = datetime.datetime.now(datetime.timezone.utc)
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    study_uid = generate_uid()
     kind = KIND_NAMES.get(volume.kind, volume.kind)
     spacing_note = (
         f"pixel spacing {sx:g} mm and slice spacing {sz:g} mm are the stated defaults (JPG/PNG carry no geometry)"
@@ -80,68 +71,45 @@ def volume_to_mr_series(
     )
     comments = f"Converted by LDH Assist {__version__} from {kind} '{original_name[:64]}': {spacing_note}; {pixel_note}."
     lo, hi = np.percentile(pixels[:, ::2, ::2], [0.5, 99.5])
-    window_center, window_width = (lo + hi) / 2.0, max(float(hi - lo), 1.0)
-    normal = np.cross(col_dir, row_dir)
-    out = []
-    for k in range(n):
-        ds = Dataset()
-        sop_uid = generate_uid()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.ImageType = ["DERIVED", "SECONDARY", "OTHER"]
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, sop_uid
-        ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
-        ds.AccessionNumber = ""
-        ds.Modality = "MR"
-        ds.Manufacturer = ""
-        ds.ReferringPhysicianName = ""
-        ds.StudyDescription = study_description
-        ds.SeriesDescription = f"SAG (uploaded {kind})"
-        ds.DerivationDescription = f"converted from {kind} by LDH Assist"
-        ds.PatientName = patient_name
-        ds.PatientID = patient_id or f"LDH-UPLOAD-{study_uid[-12:]}"
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ""
-        ds.BodyPartExamined = "LSPINE"
-        ds.ScanningSequence = "RM"  # research mode: the acquisition is unknown
-        ds.SequenceVariant = "NONE"
-        ds.ScanOptions = ""
-        ds.MRAcquisitionType = "2D"
-        ds.EchoTime = ""
-        ds.RepetitionTime = ""
-        ds.EchoTrainLength = ""
-        ds.MagneticFieldStrength = ""
-        ds.SliceThickness = _ds(sz)
-        ds.SpacingBetweenSlices = _ds(sz)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.StudyID = "UPLOAD"
-        ds.SeriesNumber = UPLOAD_SERIES_NUMBER
-        ds.InstanceNumber = k + 1
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
-        ipp = origin + k * sz * slice_dir
-        ds.ImagePositionPatient = [_ds(v) for v in ipp]
-        ds.ImageOrientationPatient = [_ds(v) for v in (*col_dir, *row_dir)]
-        ds.SliceLocation = _ds(float(ipp @ normal))
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = rows, cols
-        ds.PixelSpacing = [_ds(sy), _ds(sx)]  # row spacing, column spacing
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.WindowCenter, ds.WindowWidth = _ds(window_center), _ds(window_width)
-        ds.LossyImageCompression = "00"
-        ds.BurnedInAnnotation = "NO"
-        ds.ImageComments = comments[:10240]
-        ds.PixelData = np.ascontiguousarray(pixels[k], dtype="<u2").tobytes()
-        out.append(ds)
-    return out
+    attributes = {
+        "SpecificCharacterSet": "ISO_IR 192",
+        "ImageType": ["DERIVED", "SECONDARY", "OTHER"],
+        "InstanceCreationDate": date, "InstanceCreationTime": time,
+        **{f"{what}Date": date for what in ("Study", "Series", "Content")},
+        **{f"{what}Time": time for what in ("Study", "Series", "Content")},
+        "AccessionNumber": "",
+        "Modality": "MR",
+        "Manufacturer": "",
+        "ReferringPhysicianName": "",
+        "StudyDescription": study_description,
+        "SeriesDescription": f"SAG (uploaded {kind})",
+        "DerivationDescription": f"converted from {kind} by LDH Assist",
+        "PatientName": patient_name,
+        "PatientID": patient_id or f"LDH-UPLOAD-{study_uid[-12:]}",
+        "PatientBirthDate": "",
+        "PatientSex": "",
+        "BodyPartExamined": "LSPINE",
+        "PatientPosition": "",  # type 2: unknown for a converted upload
+        "ScanningSequence": "RM",  # research mode: the acquisition is unknown
+        "SequenceVariant": "NONE",
+        "ScanOptions": "",
+        "MRAcquisitionType": "2D",
+        "EchoTime": "",
+        "RepetitionTime": "",
+        "EchoTrainLength": "",
+        "MagneticFieldStrength": "",
+        "SliceThickness": ds_str(sz),
+        "StudyInstanceUID": study_uid,
+        "SeriesInstanceUID": generate_uid(),
+        "StudyID": "UPLOAD",
+        "SeriesNumber": UPLOAD_SERIES_NUMBER,
+        "FrameOfReferenceUID": generate_uid(),
+        "PositionReferenceIndicator": "",
+        "ImageComments": comments[:10240],
+    }
+    sops = [generate_uid() for _ in range(volume.shape[0])]
+    return mr_series(pixels, geometry, attributes, sops, implementation=Implementation(PYDICOM_IMPLEMENTATION_UID),
+                     window=((lo + hi) / 2.0, float(hi - lo)))
 
 
 def save_series(datasets: list[Dataset], folder: Path) -> list[Path]:

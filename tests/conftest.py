@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions
 from ai_service.labels import LEVELS, disc_label
+from ai_service.mr_series import Implementation, SeriesGeometry, mr_series
 
 ROWS = COLS = 64
 SLICES = 5
@@ -28,71 +29,29 @@ class Case:
 def make_mr_series(slices: int = SLICES, rows: int = ROWS, cols: int = COLS, seed: int = 0) -> list[Dataset]:
     """Classic single-frame sagittal MR Image Storage series, sorted left-to-right (slice i = index i)."""
     rng = np.random.default_rng(seed)
-    study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
     now = datetime.datetime(2026, 11, 22, 10, 30, 0)
-    out = []
-    for i in range(slices):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PatientName = "Phantom^Lumbar^Ünïcode"
-        ds.PatientID = "LDH-0001"
-        ds.IssuerOfPatientID = "LDH-TEST"
-        ds.PatientBirthDate = "19700101"
-        ds.PatientSex = "F"
-        ds.PatientAge = "056Y"
-        ds.StudyInstanceUID = study
-        ds.StudyDate = now.strftime("%Y%m%d")
-        ds.StudyTime = now.strftime("%H%M%S")
-        ds.StudyID = "S1"
-        ds.AccessionNumber = "ACC123"
-        ds.ReferringPhysicianName = "Ref^Doctor"
-        ds.StudyDescription = "MR LUMBAR SPINE"
-        ds.Modality = "MR"
-        ds.SeriesInstanceUID = series
-        ds.SeriesNumber = 3
-        ds.SeriesDescription = "SAG T2"
-        ds.SeriesDate, ds.SeriesTime = ds.StudyDate, ds.StudyTime
-        ds.BodyPartExamined = "LSPINE"
-        ds.PatientPosition = "HFS"
-        ds.FrameOfReferenceUID = frame_of_reference
-        ds.PositionReferenceIndicator = ""
-        ds.Manufacturer = "Phantom Scanner Co"
-        ds.ManufacturerModelName = "Phantom 1.5T"
-        ds.DeviceSerialNumber = "PH-1"
-        ds.SoftwareVersions = "1.0"
-        ds.InstanceNumber = i + 1
-        ds.ContentDate, ds.ContentTime = ds.StudyDate, ds.StudyTime
-        ds.AcquisitionDate, ds.AcquisitionTime = ds.StudyDate, ds.StudyTime
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-        ds.ScanningSequence = "SE"
-        ds.SequenceVariant = "NONE"
-        ds.ScanOptions = ""
-        ds.MRAcquisitionType = "2D"
-        ds.RepetitionTime = 3000.0
-        ds.EchoTime = 100.0
-        ds.EchoTrainLength = 16
-        ds.MagneticFieldStrength = 1.5
-        ds.SliceThickness = 4.0
-        ds.SpacingBetweenSlices = 4.0
-        ds.PixelSpacing = [0.75, 0.75]
-        ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
-        ds.ImagePositionPatient = [-8.0 + 4.0 * i, -24.0, 24.0]
-        ds.SliceLocation = -8.0 + 4.0 * i
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = rows, cols
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-        ds.PixelRepresentation = 0
-        ds.WindowCenter, ds.WindowWidth = 600, 1200
-        ds.PixelData = rng.integers(0, 1200, size=(rows, cols), dtype=np.uint16).tobytes()
-        out.append(ds)
-    return out
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    attributes = {
+        "SpecificCharacterSet": "ISO_IR 192",
+        "PatientName": "Phantom^Lumbar^Ünïcode", "PatientID": "LDH-0001", "IssuerOfPatientID": "LDH-TEST",
+        "PatientBirthDate": "19700101", "PatientSex": "F", "PatientAge": "056Y",
+        "StudyInstanceUID": generate_uid(), "StudyID": "S1", "AccessionNumber": "ACC123",
+        "ReferringPhysicianName": "Ref^Doctor", "StudyDescription": "MR LUMBAR SPINE",
+        **{f"{what}Date": date for what in ("Study", "Series", "Content", "Acquisition")},
+        **{f"{what}Time": time for what in ("Study", "Series", "Content", "Acquisition")},
+        "Modality": "MR", "SeriesInstanceUID": generate_uid(), "SeriesNumber": 3, "SeriesDescription": "SAG T2",
+        "BodyPartExamined": "LSPINE", "PatientPosition": "HFS",
+        "FrameOfReferenceUID": generate_uid(), "PositionReferenceIndicator": "",
+        "Manufacturer": "Phantom Scanner Co", "ManufacturerModelName": "Phantom 1.5T", "DeviceSerialNumber": "PH-1",
+        "SoftwareVersions": "1.0",
+        "ImageType": ["ORIGINAL", "PRIMARY", "M", "NONE"], "ScanningSequence": "SE", "SequenceVariant": "NONE",
+        "ScanOptions": "", "MRAcquisitionType": "2D", "RepetitionTime": 3000.0, "EchoTime": 100.0,
+        "EchoTrainLength": 16, "MagneticFieldStrength": 1.5, "SliceThickness": 4.0,
+    }
+    geometry = SeriesGeometry((0.75, 0.75, 4.0), (-8.0, -24.0, 24.0), (0, 1, 0), (0, 0, -1), (1, 0, 0))
+    pixels = rng.integers(0, 1200, size=(slices, rows, cols), dtype=np.uint16)
+    return mr_series(pixels, geometry, attributes, [generate_uid() for _ in range(slices)],
+                     implementation=Implementation(PYDICOM_IMPLEMENTATION_UID), window=(600, 1200), bits_stored=12)
 
 
 DISC_ROWS = {level: (6 + 11 * k, 12 + 11 * k) for k, level in enumerate(LEVELS)}  # row ranges [y0, y1)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import generate_uid
+
+from ai_service.mr_series import Implementation, SeriesGeometry, ds_str, mr_series
 
 from . import rng as R
 
-IMPLEMENTATION_UID = generate_uid(prefix="1.2.826.0.1.3680043.8.498.", entropy_srcs=["LDH Assist phantom writer"])
-IMPLEMENTATION_VERSION = "LDH_PHANTOM_1"
+IMPLEMENTATION = Implementation(
+    generate_uid(prefix="1.2.826.0.1.3680043.8.498.", entropy_srcs=["LDH Assist phantom writer"]), "LDH_PHANTOM_1")
 
 
 def protocol(seed: int) -> dict:
@@ -44,100 +44,70 @@ def protocol(seed: int) -> dict:
     }
 
 
-def _ds(values) -> list[str]:
-    return [f"{float(v):.6f}".rstrip("0").rstrip(".") or "0" for v in values]
-
-
 def write_series(case, folder: Path, window: tuple[float, float]) -> list[Path]:
     """One IM####.dcm per slice in slice order."""
     t, p = case.truth, case.truth["protocol"]
     folder.mkdir(parents=True, exist_ok=True)
-    n, rows, cols = case.image.shape
     sc, sr, ss = case.spacing
-    origin = np.asarray(case.origin, float)
-    normal = np.array([-1.0, 0.0, 0.0])
-    frequency = round(42.577478 * p["field_strength"], 6)
-    center, width = window
+    geometry = SeriesGeometry((sc, sr, ss), tuple(case.origin), (0.0, 1.0, 0.0), (0.0, 0.0, -1.0), (-1.0, 0.0, 0.0))
+    attributes = {
+        "SpecificCharacterSet": "ISO_IR 100",
+        "ImageType": ["ORIGINAL", "PRIMARY", "OTHER"],
+        "InstanceCreationDate": p["study_date"], "InstanceCreationTime": p["study_time"],
+        **{f"{what}Date": p["study_date"] for what in ("Study", "Series", "Acquisition", "Content")},
+        **{f"{what}Time": p["study_time"] for what in ("Study", "Series", "Acquisition", "Content")},
+        "AccessionNumber": p["accession"],
+        "Modality": "MR",
+        "Manufacturer": "LDH Assist phantom",
+        "InstitutionName": "Synthetic",
+        "ReferringPhysicianName": "",
+        "StationName": "PHANTOM",
+        "StudyDescription": "LUMBAR SPINE (synthetic phantom)",
+        "SeriesDescription": "SAG T2 TSE (synthetic phantom)",
+        "ManufacturerModelName": "ldh-phantom",
+        "PatientName": f"PHANTOM^{case.case_id}",
+        "PatientID": t["patient_id"],
+        "PatientBirthDate": p["birth_date"],
+        "PatientSex": p["sex"],
+        "PatientAge": f"{p['age']:03d}Y",
+        "PatientIdentityRemoved": "NO",
+        "BodyPartExamined": "LSPINE",
+        "ScanningSequence": "SE",
+        "SequenceVariant": ["SK", "OSP"],
+        "ScanOptions": "SP",
+        "MRAcquisitionType": "2D",
+        "SequenceName": "*tse2d1",
+        "SliceThickness": ds_str(t["slice_thickness"]),
+        "RepetitionTime": ds_str(p["repetition_time"]),
+        "EchoTime": ds_str(p["echo_time"]),
+        "NumberOfAverages": ds_str(p["averages"]),
+        "ImagingFrequency": ds_str(round(42.577478 * p["field_strength"], 6)),
+        "ImagedNucleus": "1H",
+        "EchoNumbers": "1",
+        "MagneticFieldStrength": ds_str(p["field_strength"]),
+        "EchoTrainLength": str(p["echo_train_length"]),
+        "PixelBandwidth": ds_str(p["pixel_bandwidth"]),
+        "SoftwareVersions": IMPLEMENTATION.version_name,
+        "ProtocolName": "t2_tse_sag",
+        "TransmitCoilName": "Body",
+        "ReceiveCoilName": "Spine",
+        "AcquisitionMatrix": [0, case.image.shape[2], case.image.shape[1], 0],
+        "InPlanePhaseEncodingDirection": "ROW",
+        "FlipAngle": ds_str(p["flip_angle"]),
+        "PatientPosition": "HFS",
+        "StudyInstanceUID": t["study_instance_uid"],
+        "SeriesInstanceUID": t["series_instance_uid"],
+        "StudyID": "1",
+        "SeriesNumber": str(p["series_number"]),
+        "AcquisitionNumber": "1",
+        "FrameOfReferenceUID": t["frame_of_reference_uid"],
+        "PositionReferenceIndicator": "",
+        "ImageComments": "Synthetic phantom, not a patient. Not for clinical use.",
+    }
+    sops = [case_uid_for(case, f"sop{k}") for k in range(case.image.shape[0])]
     paths = []
-    for k in range(n):
-        ipp = origin + k * ss * normal
-        sop = case_uid_for(case, f"sop{k}")
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = IMPLEMENTATION_UID
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
-        ds.InstanceCreationDate, ds.InstanceCreationTime = p["study_date"], p["study_time"]
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, sop
-        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = p["study_date"]
-        ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = p["study_time"]
-        ds.AccessionNumber = p["accession"]
-        ds.Modality = "MR"
-        ds.Manufacturer = "LDH Assist phantom"
-        ds.InstitutionName = "Synthetic"
-        ds.ReferringPhysicianName = ""
-        ds.StationName = "PHANTOM"
-        ds.StudyDescription = "LUMBAR SPINE (synthetic phantom)"
-        ds.SeriesDescription = "SAG T2 TSE (synthetic phantom)"
-        ds.ManufacturerModelName = "ldh-phantom"
-        ds.PatientName = f"PHANTOM^{case.case_id}"
-        ds.PatientID = t["patient_id"]
-        ds.PatientBirthDate = p["birth_date"]
-        ds.PatientSex = p["sex"]
-        ds.PatientAge = f"{p['age']:03d}Y"
-        ds.PatientIdentityRemoved = "NO"
-        ds.BodyPartExamined = "LSPINE"
-        ds.ScanningSequence = "SE"
-        ds.SequenceVariant = ["SK", "OSP"]
-        ds.ScanOptions = "SP"
-        ds.MRAcquisitionType = "2D"
-        ds.SequenceName = "*tse2d1"
-        ds.SliceThickness = _ds([t["slice_thickness"]])[0]
-        ds.RepetitionTime = _ds([p["repetition_time"]])[0]
-        ds.EchoTime = _ds([p["echo_time"]])[0]
-        ds.NumberOfAverages = _ds([p["averages"]])[0]
-        ds.ImagingFrequency = _ds([frequency])[0]
-        ds.ImagedNucleus = "1H"
-        ds.EchoNumbers = "1"
-        ds.MagneticFieldStrength = _ds([p["field_strength"]])[0]
-        ds.SpacingBetweenSlices = _ds([ss])[0]
-        ds.EchoTrainLength = str(p["echo_train_length"])
-        ds.PixelBandwidth = _ds([p["pixel_bandwidth"]])[0]
-        ds.SoftwareVersions = IMPLEMENTATION_VERSION
-        ds.ProtocolName = "t2_tse_sag"
-        ds.TransmitCoilName = "Body"
-        ds.ReceiveCoilName = "Spine"
-        ds.AcquisitionMatrix = [0, cols, rows, 0]
-        ds.InPlanePhaseEncodingDirection = "ROW"
-        ds.FlipAngle = _ds([p["flip_angle"]])[0]
-        ds.PatientPosition = "HFS"
-        ds.StudyInstanceUID = t["study_instance_uid"]
-        ds.SeriesInstanceUID = t["series_instance_uid"]
-        ds.StudyID = "1"
-        ds.SeriesNumber = str(p["series_number"])
-        ds.AcquisitionNumber = "1"
-        ds.InstanceNumber = str(k + 1)
-        ds.ImagePositionPatient = _ds(ipp)
-        ds.ImageOrientationPatient = _ds([0, 1, 0, 0, 0, -1])
-        ds.FrameOfReferenceUID = t["frame_of_reference_uid"]
-        ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = _ds([float(ipp @ normal)])[0]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = rows, cols
-        ds.PixelSpacing = _ds([sr, sc])
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.WindowCenter = _ds([center])[0]
-        ds.WindowWidth = _ds([max(width, 1.0)])[0]
-        ds.LossyImageCompression = "00"
-        ds.BurnedInAnnotation = "NO"
-        ds.ImageComments = "Synthetic phantom, not a patient. Not for clinical use."
-        ds.PixelData = np.ascontiguousarray(case.image[k], dtype="<u2").tobytes()
+    for k, ds in enumerate(mr_series(case.image, geometry, attributes, sops, implementation=IMPLEMENTATION,
+                                     window=window, bits_stored=12)):
         path = folder / f"IM{k:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
