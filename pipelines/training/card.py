@@ -28,7 +28,9 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
     if path.exists():
         raise FileExistsError(f"model version {name}:{version} already exists; versions are immutable")
     path.mkdir(parents=True)
-    shipped = keras.models.clone_model(model)  # uncompiled copy: no optimizer state in the shipped file
+    # uncompiled copy: no optimizer state or training-only loss functions in the shipped file (clone_model would
+    # try to re-compile with the custom loss and fail)
+    shipped = type(model).from_config(model.get_config())
     shipped.set_weights(model.get_weights())
     shipped.save(path / "model.keras")
     full = {
