@@ -112,6 +112,19 @@ class Settings(BaseSettings):
     api_max_upload_mb: int = Field(1024, ge=1, description="Largest upload (all files together) in MiB.")
     api_max_upload_files: int = Field(4000, ge=1, description="Most files in one upload (incl. inside a zip).")
 
+    # ---------------------------------------------------------------- OHIF viewer at /viewer (viewer_plugin/)
+    viewer_enabled: bool = Field(True, description="Serve the OHIF viewer with the LDH review mode at /viewer.")
+    viewer_ohif_dir: Path | None = Field(
+        None, description="OHIF's built dist/ folder (default: viewer_plugin/ohif/dist from viewer_plugin/install-ohif.sh)."
+    )
+    viewer_dicomweb_url: str | None = Field(
+        None, description="DICOMweb root of the PACS the viewer reads (e.g. http://orthanc:8042/dicom-web)."
+    )
+    viewer_dicomweb_proxy: bool = Field(
+        True, description="Proxy the PACS' DICOMweb (read-only) through our origin at /dicom-web (for a PACS that "
+        "sends no CORS headers, like Orthanc); false: the viewer calls viewer_dicomweb_url directly.",
+    )
+
     @property
     def api_cors_origin_list(self) -> list[str]:
         return [a.strip() for a in self.api_cors_origins.split(",") if a.strip()]

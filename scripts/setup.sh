@@ -32,3 +32,7 @@ fi
 if [ "${1:-}" = "--peers" ] && command -v npm >/dev/null && [ -f tests/browser/package-lock.json ]; then
   (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+# the prebuilt OHIF viewer served at /viewer (npm @ohif/app, version + sha512 pinned in viewer_plugin/package.json)
+if [ "${1:-}" = "--peers" ] && command -v npm >/dev/null; then
+  viewer_plugin/install-ohif.sh
+fi

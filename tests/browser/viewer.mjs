@@ -1,0 +1,135 @@
+// Drives the OHIF viewer's LDH review mode in headless Debian Chromium (SwiftShader WebGL with --disable-gpu).
+// Env: LDH_URL (server root), LDH_KEY (reviewer key), LDH_STUDY, LDH_UNANALYSED (a study with no AI result), LDH_ARTIFACTS, LDH_CHROMIUM.
+// Prints one JSON line with what it saw; test_viewer_browser.py checks it against the stored records.
+import { chromium } from 'playwright-core';
+
+const { LDH_URL, LDH_KEY, LDH_STUDY, LDH_UNANALYSED, LDH_ARTIFACTS, LDH_CHROMIUM } = process.env;
+const out = { console: [] };
+const browser = await chromium.launch({ executablePath: LDH_CHROMIUM || '/usr/bin/chromium', args: ['--disable-gpu', '--no-sandbox'] });
+const shot = (page, name) => page.screenshot({ path: `${LDH_ARTIFACTS}/${name}` });
+
+async function open(path, { key = LDH_KEY, route } = {}) {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+  page.on('console', (m) => { if (m.type() === 'error') out.console.push(m.text().slice(0, 300)); });
+  page.on('pageerror', (e) => out.console.push(`Uncaught ${e.message}`));
+  if (route) await page.route(route.url, route.handler);
+  if (key !== null) await page.addInitScript((k) => sessionStorage.setItem('ldh-assist-token', k), key);
+  await page.goto(new URL(path, LDH_URL).href);
+  return page;
+}
+const showsABox = () => {
+  const r = window.ldhReview;
+  const shown = r.viewport.getCurrentImageId();
+  return r.rows().some((row) => row.annotation.metadata.referencedImageId === shown);
+};
+const panelState = (page) => page.evaluate(() => document.querySelector('[data-ldh=status]')?.dataset.state);
+
+// Every RectangleROI as Cornerstone itself maps it to image pixels (an independent check of our mapping)
+const drawnBoxes = (page) => page.evaluate(() => {
+  const { series, viewport } = window.ldhReview;
+  const toImage = window.cornerstone.utilities.worldToImageCoords;
+  return window.cornerstoneTools.annotation.state.getAllAnnotations()
+    .filter((a) => a.metadata.toolName === 'RectangleROI')
+    .map((a) => {
+      const slice = series.byImageId.get(a.metadata.referencedImageId);
+      return {
+        uid: a.annotationUID, label: a.data.label, sop: slice.sop, slice_index: slice.index,
+        image_points: a.data.handles.points.map((p) => toImage(a.metadata.referencedImageId, p)),
+        canvas_points: a.data.handles.points.map((p) => viewport.worldToCanvas(p)),
+        on_screen: viewport.getCurrentImageId() === a.metadata.referencedImageId,
+      };
+    });
+});
+
+try {
+  // 1. the study: AI boxes drawn from the findings API
+  const page = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_STUDY}`);
+  await page.waitForFunction(() => window.ldhReview?.state === 'ready', null, { timeout: 120000 });
+  await page.waitForFunction(showsABox, null, { timeout: 30000 }); // the first row's slice is on screen
+  await page.waitForTimeout(1000); // let the viewport render the annotations
+  out.findings = await page.evaluate(() => window.ldhReview.findings);
+  out.slice_sops = await page.evaluate(() => window.ldhReview.series.slices.map((s) => s.sop));
+  out.drawn = await drawnBoxes(page);
+  out.rows = await page.$$eval('[data-ldh=row]', (rows) => rows.map((r) => r.dataset.level));
+  out.disclaimer = await page.textContent('[data-ldh=disclaimer]');
+  out.initial_state = await panelState(page);
+  await shot(page, '01-ai-boxes.png');
+
+  // 2. clicking a row's probability jumps to its key slice
+  const target = out.findings.discs.find((d) => d.slice_index !== out.drawn.find((b) => b.on_screen).slice_index) || out.findings.discs[0];
+  await page.click(`[data-ldh=row][data-level="${target.level}"] [data-ldh=jump]`);
+  await page.waitForFunction((sop) => window.ldhReview.series.byImageId.get(window.ldhReview.viewport.getCurrentImageId())?.sop === sop,
+    target.sop_instance_uid, { timeout: 10000 }).catch(() => {}); // a miss is reported below, not here
+  await page.waitForTimeout(800);
+  out.jump = { level: target.level, sop: target.sop_instance_uid,
+    shown_sop: await page.evaluate(() => window.ldhReview.series.byImageId.get(window.ldhReview.viewport.getCurrentImageId())?.sop) };
+
+  // 3. drag one box by its top edge with the mouse
+  const box = (await drawnBoxes(page)).find((b) => b.on_screen);
+  const level = box.label;
+  const before = await page.evaluate((l) => window.ldhReview.corrections().find((c) => c.level === l).box, level);
+  const rect = await page.evaluate(() => { const r = window.ldhReview.viewport.element.getBoundingClientRect(); return [r.left, r.top]; });
+  const [tl, tr] = box.canvas_points;
+  const start = [rect[0] + (tl[0] + tr[0]) / 2, rect[1] + (tl[1] + tr[1]) / 2];
+  const delta = [40, 25];
+  await page.mouse.move(...start);
+  await page.mouse.down();
+  for (let i = 1; i <= 8; i += 1) await page.mouse.move(start[0] + (delta[0] * i) / 8, start[1] + (delta[1] * i) / 8);
+  await page.mouse.up();
+  await page.waitForTimeout(500);
+  out.drag = {
+    level, before, screen_delta: delta,
+    after: await page.evaluate((l) => window.ldhReview.corrections().find((c) => c.level === l).box, level),
+    // source pixels per CSS pixel along the screen's x axis (the sagittal image is shown unrotated)
+    scale: await page.evaluate(() => {
+      const { viewport, series } = window.ldhReview;
+      const a = viewport.canvasToWorld([100, 100]);
+      const b = viewport.canvasToWorld([101, 100]);
+      return Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]) / series.slices[0].plane.colSpacing;
+    }),
+  };
+  out.dirty_state = await panelState(page);
+  await shot(page, '02-dragged.png');
+
+  // 4. save: corrections go to the feedback API with the reviewer's identity
+  await page.click('[data-ldh=save]');
+  await page.waitForFunction(() => window.ldhReview.saved, null, { timeout: 60000 });
+  await page.waitForTimeout(300);
+  out.saved = await page.evaluate(() => window.ldhReview.saved);
+  out.saved_state = await panelState(page);
+  out.toast = await page.evaluate(() => document.body.innerText.includes('Corrections saved'));
+  out.final = await page.evaluate(() => window.ldhReview.corrections());
+  await shot(page, '03-saved.png');
+  await page.close();
+
+  // 5. a refused (expired) key: a clear message, a field for a new key
+  const expired = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_STUDY}`, { key: 'expired-key' });
+  await expired.waitForSelector('[data-ldh=status][data-state=auth]', { timeout: 60000 });
+  out.expired = await expired.textContent('[data-ldh=status]');
+  await shot(expired, '04-expired-key.png');
+  await expired.close();
+
+  // 6. a study with no AI result: "not analysed", nothing to save
+  const none = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_UNANALYSED}`);
+  await none.waitForSelector('[data-ldh=status][data-state=not-analysed]', { timeout: 60000 });
+  out.not_analysed = { text: await none.textContent('[data-ldh=status]'), save_buttons: await none.$$eval('[data-ldh=save], [data-ldh=accept]', (b) => b.length) };
+  await shot(none, '05-not-analysed.png');
+  await none.close();
+
+  // 7. our extension module fails to load: the plain viewer still works and says why
+  const broken = await open('/viewer/', { route: { url: '**/viewer/ldh/extension.js', handler: (r) => r.fulfill({ status: 500, body: 'boom' }) } });
+  await broken.waitForSelector('#ldh-assist-banner', { timeout: 60000 });
+  await broken.waitForFunction(() => document.body.innerText.includes('Study List'), null, { timeout: 60000 });
+  out.broken = {
+    banner: await broken.textContent('#ldh-assist-banner'),
+    status: await broken.evaluate(() => window.LDH_ASSIST_STATUS),
+    study_list: await broken.evaluate(() => document.body.innerText.includes('Study List')),
+  };
+  await shot(broken, '06-plugin-failed.png');
+  await broken.close();
+} catch (err) {
+  out.error = String(err.stack || err);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));

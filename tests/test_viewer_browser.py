@@ -1,0 +1,189 @@
+"""The OHIF viewer's LDH review mode end to end: Orthanc (+DICOMweb) -> DICOM node -> analysis -> SEG/SR back to
+Orthanc; the prebuilt OHIF at /viewer reads Orthanc through our /dicom-web proxy; headless Debian Chromium checks
+the AI boxes, drags one, saves, and we check the stored feedback record and the reviewed SR that reached Orthanc.
+
+Screenshots land in ``test-artifacts/viewer/``. Skips when Orthanc, chromium, node, playwright-core or the
+installed OHIF is missing, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from ai_service.encoders.sr_reader import read_sr_findings
+from ai_service.feedback import FeedbackStore
+from ai_service.storage import LocalStorage
+from api_support import REVIEWER, settings_for, shared_engine
+from peers import Orthanc, free_port, wait_for
+from viewer_plugin import DEFAULT_OHIF_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+BROWSER_DIR = ROOT / "tests" / "browser"
+ARTIFACTS = ROOT / "test-artifacts" / "viewer"
+CHROMIUM = os.environ.get("LDH_CHROMIUM", "/usr/bin/chromium")
+SEED = 777_100  # a phantom with all five discs (not a training seed)
+SR = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+
+
+def _missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (scripts/setup.sh --peers)"
+    if shutil.which("node") is None:
+        return "node is missing"
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").exists():
+        return "tests/browser/node_modules is missing (cd tests/browser && npm ci)"
+    if not (DEFAULT_OHIF_DIR / "index.html").exists():
+        return "OHIF is not installed (viewer_plugin/install-ohif.sh)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"viewer test cannot run under CI: {reason}")
+        pytest.skip(reason)
+    from ai_service.api.server import ApiServer
+    from ai_service.worker import SeriesAnalyzer
+    from dicom_node.node import Node
+    from pipelines.phantom import generate_case, write_case
+
+    root = tmp_path_factory.mktemp("viewer")
+    node_port = free_port()
+    orthanc = Orthanc(root / "orthanc", modalities={"LDH": ["LDHASSIST", "127.0.0.1", node_port]}, dicomweb=True)
+    orthanc.start()
+    settings = settings_for(root / "data", node_port=node_port, node_host="127.0.0.1", node_receivers=0,
+                            node_quiet_seconds=0.5, node_min_free_mb=0, node_export_backoff_s=0.2,
+                            node_export_dimse=f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}",
+                            viewer_dicomweb_url=f"{orthanc.base}/dicom-web")
+    engine = shared_engine()
+    node = Node(settings, SeriesAnalyzer(settings, engine=engine), poll_s=0.05).start()
+    api = None
+    try:
+        api = ApiServer(settings, engine=engine, host="127.0.0.1", port=0).start()
+        api.app.state.ldh.use_node(node)
+        cases = Path(tempfile.mkdtemp(prefix="ldh-viewer-cases-"))
+        studies, ids = [], []
+        for seed in (SEED, SEED + 1):  # the second study stays in the PACS only: never analysed
+            case = generate_case(seed, herniation_rate=0.5)
+            folder = write_case(case, cases / str(seed), formats=("dicom",))
+            ids.append([orthanc.upload(p)["ID"] for p in sorted((folder / "dicom").iterdir())])
+            studies.append(case.truth["study_instance_uid"])
+        study, ids = studies[0], ids[0]
+        # the PACS routes the study to us; SEG + AI SR (+ preview) come back into the same study
+        orthanc.post("/modalities/LDH/store", {"Resources": ids, "Synchronous": True})
+        wait_for(lambda: sum(i["SOPClassUID"] == SR for i in orthanc.instances_of_study(study)) == 1, 180, 0.5,
+                 "the AI SR in Orthanc")
+        yield {"url": api.url, "data": root / "data", "orthanc": orthanc, "study": study, "unanalysed": studies[1]}
+    finally:
+        if api is not None:
+            api.stop()
+        node.stop()
+        orthanc.stop()
+
+
+def test_viewer_config_and_proxy_are_generated_from_the_settings(stack):
+    def get(path):
+        with urllib.request.urlopen(stack["url"] + path.lstrip("/"), timeout=30) as r:
+            return r.status, r.headers.get("Content-Type"), r.read()
+
+    _, kind, body = get("/viewer/app-config.js")
+    text = body.decode()
+    assert kind.startswith("text/javascript")
+    assert '"/viewer/ldh/ldh-extension.js"' in text and '"/viewer/ldh/ldh-mode.js"' in text
+    assert "window.location.origin + \"/dicom-web\"" in text and '"authRequired": true' in text
+    # SPA fallback: a viewer route is index.html with OHIF's paths moved under /viewer/
+    _, kind, body = get("/viewer/ldh-review?StudyInstanceUIDs=1.2.3")
+    assert kind.startswith("text/html") and b'window.PUBLIC_URL="/viewer/"' in body and b'src="/app' not in body
+    # QIDO-RS through our origin returns what Orthanc holds
+    _, kind, body = get(f"/dicom-web/studies?StudyInstanceUID={stack['study']}")
+    assert kind.startswith("application/dicom+json") and json.loads(body)[0]["0020000D"]["Value"] == [stack["study"]]
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get("/viewer/no-such-bundle.js")
+    assert err.value.code == 404
+
+
+def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS.parent / ".gitignore").write_text("*\n")
+    env = dict(os.environ, LDH_URL=stack["url"], LDH_KEY=REVIEWER[0], LDH_STUDY=stack["study"],
+               LDH_UNANALYSED=stack["unanalysed"], LDH_ARTIFACTS=str(ARTIFACTS), LDH_CHROMIUM=CHROMIUM)
+    proc = subprocess.run(["node", "viewer.mjs"], cwd=BROWSER_DIR, env=env, capture_output=True, text=True,
+                          timeout=500)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    assert "error" not in result, result["error"]
+    assert not [m for m in result["console"] if "Uncaught" in m], result["console"]
+
+    # one rectangle per AI disc, on the key slice, exactly at the findings' box as Cornerstone itself maps it
+    # back to pixels (its image coordinates, like DICOM SCOORD, put (0, 0) at the first pixel's top-left corner)
+    discs = {d["level"]: d for d in result["findings"]["discs"]}
+    assert len(discs) == 5 and sorted(result["rows"]) == sorted(discs)
+    drawn = {b["label"]: b for b in result["drawn"]}
+    assert sorted(drawn) == sorted(discs)
+    for level, d in discs.items():
+        b = drawn[level]
+        assert b["sop"] == d["sop_instance_uid"] and b["slice_index"] == d["slice_index"]
+        x0, y0, x1, y1 = d["box"]
+        expected = [[x0, y0], [x1, y0], [x0, y1], [x1, y1]]
+        assert max(abs(p - e) for pt, ex in zip(b["image_points"], expected) for p, e in zip(pt, ex)) < 1e-3, level
+    # our slice order is the loader's: findings' slice_index k is the k-th slice the viewer sorted
+    assert all(result["slice_sops"][d["slice_index"]] == d["sop_instance_uid"] for d in discs.values())
+    assert result["disclaimer"] == "AI output, not a diagnosis" and result["initial_state"] == "clean"
+    assert result["jump"]["shown_sop"] == result["jump"]["sop"]
+
+    # the drag moved the box by the screen delta in source pixels, same size
+    drag = result["drag"]
+    before, after, (dx, dy), scale = drag["before"], drag["after"], drag["screen_delta"], drag["scale"]
+    assert before == discs[drag["level"]]["box"] and after != before
+    assert after[2] - after[0] == before[2] - before[0] and after[3] - after[1] == before[3] - before[1]
+    assert abs((after[0] - before[0]) - dx * scale) <= 1.01 and abs((after[1] - before[1]) - dy * scale) <= 1.01
+    assert result["dirty_state"] == "dirty" and result["saved_state"] == "clean" and result["toast"]
+
+    # the stored record holds exactly what the viewer showed, in the reviewer's name
+    record = FeedbackStore(LocalStorage(stack["data"])).current(stack["study"])
+    assert record["record_id"] == result["saved"]["record_id"] and record["kind"] == "correction"
+    assert record["reviewer"]["login"] == REVIEWER[1]
+    stored = {d["level"]: d for d in record["discs"]}
+    assert stored[drag["level"]]["box"] == after and "moved" in stored[drag["level"]]["changes"]
+    for level, d in discs.items():
+        assert stored[level]["slice_index"] == d["slice_index"]
+        if level != drag["level"]:
+            assert stored[level]["box"] == d["box"] and stored[level]["changes"] == ["unchanged"]
+    assert {c["level"]: c["box"] for c in result["final"]} == {lv: d["box"] for lv, d in stored.items()}
+
+    # the reviewed SR went back to Orthanc (the node's export destination) with the dragged box
+    orthanc = stack["orthanc"]
+    srs = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(
+        [i for i in orthanc.instances_of_study(stack["study"]) if i["SOPClassUID"] == SR]), 60, 0.5, "reviewed SR")
+    reviewed = None
+    for sr in srs:
+        hits = orthanc.post("/tools/lookup", sr["SOPInstanceUID"].encode())
+        with urllib.request.urlopen(f"{orthanc.base}/instances/{hits[0]['ID']}/file", timeout=30) as r:
+            ds = pydicom.dcmread(io.BytesIO(r.read()))
+        if ds.get("VerificationFlag") == "VERIFIED":
+            reviewed = ds
+    assert reviewed is not None, "no verified SR in Orthanc"
+    boxes = {d.level: d.box for d in read_sr_findings(reviewed)}
+    assert boxes[drag["level"]] == tuple(after) and len(boxes) == 5
+
+    # robustness: a refused key, a study without AI result, a plugin module that fails to load
+    assert "refused" in result["expired"] and "expired" in result["expired"]
+    assert "Not analysed" in result["not_analysed"]["text"] and result["not_analysed"]["save_buttons"] == 0
+    assert "could not load its extension" in result["broken"]["banner"]
+    assert result["broken"]["status"] == {"extension": "failed", "mode": "failed"} and result["broken"]["study_list"]
+    for name in ("01-ai-boxes.png", "02-dragged.png", "03-saved.png", "04-expired-key.png", "05-not-analysed.png",
+                 "06-plugin-failed.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000, name
