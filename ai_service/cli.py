@@ -58,6 +58,12 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         ref = registry.resolve(args.name, args.version)
         print(json.dumps({"name": ref.name, "version": ref.version, "path": str(ref.path), "card": ref.card}, indent=2))
         return 0
+    if args.models_command == "export-onnx":
+        from ai_service.runtime import add_onnx_export
+
+        entry = add_onnx_export(registry.resolve(args.name, args.version))
+        print(json.dumps(entry, indent=2))
+        return 0
     for name in names:
         aliases = registry.aliases(name)
         for version in registry.versions(name):
@@ -173,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = msub.add_parser("show", help="one version's model card")
     sp.add_argument("name", help="model name (disc-seg, herniation-cls)")
     sp.add_argument("version", nargs="?", default="production", help="version or alias (default production)")
+    ep = msub.add_parser("export-onnx", help="add the verified ONNX export to a version saved without one",
+                         description="Exports the version's weights to model.onnx, checks it against Keras on a probe "
+                         "batch and records its hash in the card; the engine then runs it with ONNX Runtime. The "
+                         "weights and every other card field stay as they are.")
+    ep.add_argument("name", help="model name (disc-seg, herniation-cls)")
+    ep.add_argument("version", help="version or alias")
     p.set_defaults(func=_models)
     return parser
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 
@@ -21,9 +20,10 @@ import numpy as np  # noqa: E402
 from ai_service import preprocess as P  # noqa: E402
 from ai_service.config import Settings  # noqa: E402
 from ai_service.discs import DiscAssignment, assign_levels, discs_of  # noqa: E402
-from ai_service.errors import InputError, ModelError  # noqa: E402
+from ai_service.errors import InputError  # noqa: E402
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions  # noqa: E402
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  # noqa: E402
+from ai_service.runtime import INPUT_SHAPES, compiled_graph, load_runner  # noqa: E402
 from ai_service.volume import Canonical, Volume, canonical_of  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -36,27 +36,17 @@ class Analysis:
     timings_ms: dict[str, float]
 
 
-def _compiled(model, shape):
-    import tensorflow as tf
-
-    return tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, *shape], tf.float32)],
-        jit_compile=True,
-        reduce_retracing=True,
-    )
-
-
 def compiled_segmenter(model):
-    """The fixed-signature compiled graph of a segmentation model (what the engine and training both run)."""
-    return _compiled(model, (P.SEG_SIZE, P.SEG_SIZE, 3))
+    """The fixed-signature compiled graph of a Keras segmentation model (training's path to predicted masks)."""
+    return compiled_graph(model, INPUT_SHAPES[SEG_MODEL])
 
 
 def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float],
                  timings: dict[str, float] | None = None) -> DiscAssignment:
     """Segment, name and map back: the named disc masks on the canonical input grid.
 
-    ``seg_fn`` is a compiled segmentation graph; the classifier's training masks come from this same function.
+    ``seg_fn`` runs the segmentation model (ONNX Runtime or the compiled graph, equal to 1e-4); the classifier's
+    training masks come from this same function.
     Levels are named on the network canvas (~1 mm pixels: a quarter of the voxels of a 512² series); then only the
     rectangle holding the named discs is mapped back: there the arg-max of the bilinearly mapped probabilities
     decides which voxels are disc (the accuracy of the input grid), and each takes the name of the canvas disc
@@ -66,7 +56,7 @@ def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float],
     t = time.perf_counter()
     _, rows, cols = norm.shape
     inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2])
-    probs = seg_fn(inputs).numpy()
+    probs = seg_fn(inputs)
     t_levels = time.perf_counter()
     canvas_mm = P.canvas_pixel_mm(affine, spacing[2])
     named = assign_levels(np.argmax(probs, axis=-1).astype(np.uint8), (spacing[0], canvas_mm, canvas_mm))
@@ -90,9 +80,6 @@ class InferenceEngine:
     """Load once, call :meth:`analyze` from any thread."""
 
     def __init__(self, settings: Settings):
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(settings.inference_threads)
         registry = ModelRegistry(settings.model_store)
         self.seg_ref: ModelRef = registry.resolve(SEG_MODEL, settings.seg_model)
         self.cls_ref: ModelRef = registry.resolve(CLS_MODEL, settings.cls_model)
@@ -102,21 +89,14 @@ class InferenceEngine:
             else float(self.cls_ref.card.get("operating_threshold", 0.5))
         )
         t0 = time.perf_counter()
-        self._seg = compiled_segmenter(self._load(self.seg_ref))
-        self._cls = _compiled(self._load(self.cls_ref), (P.CROP_SIZE, P.CROP_SIZE, 2))
+        onnx = settings.inference_runtime == "auto"
+        self._seg, seg_runtime = load_runner(self.seg_ref, settings.inference_threads, onnx=onnx)
+        self._cls, cls_runtime = load_runner(self.cls_ref, settings.inference_threads, onnx=onnx)
+        self.runtimes = {"segmentation": seg_runtime, "classification": cls_runtime}
         self.load_seconds = time.perf_counter() - t0
-        self._lock = threading.Lock()
         log.info("models loaded", extra={"seg": self.seg_ref.version, "cls": self.cls_ref.version,
+                                          "runtimes": f"{seg_runtime}/{cls_runtime}",
                                           "seconds": round(self.load_seconds, 2)})
-
-    @staticmethod
-    def _load(ref: ModelRef):
-        import keras
-
-        try:
-            return keras.saving.load_model(ref.model_file, compile=False)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"model {ref.name}:{ref.version} could not be loaded from {ref.model_file}: {exc}") from exc
 
     @property
     def versions(self) -> ModelVersions:
@@ -169,7 +149,7 @@ class InferenceEngine:
             for s in P.classified_slices(local) + s0:
                 crops.append(P.disc_crop(norm[s], disc.mask[s], centre, axis, spacing[1], spacing[2]))
                 owners.append((i, int(s)))
-        probs = self._cls(np.stack(crops)).numpy()[:, 0] if crops else np.zeros(0)
+        probs = self._cls(np.stack(crops))[:, 0] if crops else np.zeros(0)
 
         voxel_mm3 = float(np.prod(spacing))
         out = []

@@ -66,6 +66,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; cards and aliases are read by other service users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -164,3 +164,18 @@ def test_cli_models_list_shows_production_versions():
     assert proc.returncode == 0, proc.stderr
     rows = [line.split("\t") for line in proc.stdout.strip().splitlines()]
     assert {r[0] for r in rows if "production" in r[2]} == {"disc-seg", "herniation-cls"}
+
+
+def test_onnx_runtime_and_tensorflow_engines_give_the_same_findings(engine, case):
+    """The shipped production versions carry ONNX exports; the engine must use them and agree with TensorFlow."""
+    _, path = case
+    assert set(engine.runtimes.values()) == {"onnxruntime"}
+    volume = load_volume(path / "image.mha")
+    fast = engine.analyze(volume)
+    tf_engine = InferenceEngine(Settings(inference_runtime="tensorflow"))
+    assert set(tf_engine.runtimes.values()) == {"xla"}
+    slow = tf_engine.analyze(volume)
+    assert [(d.level, d.slice_index, d.box) for d in fast.findings.discs] == [
+        (d.level, d.slice_index, d.box) for d in slow.findings.discs]
+    assert all(abs(a.probability - b.probability) < 1e-3 for a, b in zip(fast.findings.discs, slow.findings.discs))
+    assert (fast.label_map != slow.label_map).mean() < 1e-4  # arg-max ties at most

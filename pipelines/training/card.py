@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ai_service.registry import ModelRegistry, atomic_write_text
+from ai_service.runtime import INPUT_SHAPES, export_onnx
 
 DISCLAIMER = "trained on synthetic phantoms only, not for clinical use"
 
@@ -27,24 +29,33 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
     path = Path(root) / name / version
     if path.exists():
         raise FileExistsError(f"model version {name}:{version} already exists; versions are immutable")
-    path.mkdir(parents=True)
-    # uncompiled copy: no optimizer state or training-only loss functions in the shipped file (clone_model would
-    # try to re-compile with the custom loss and fail)
-    shipped = type(model).from_config(model.get_config())
-    shipped.set_weights(model.get_weights())
-    shipped.save(path / "model.keras")
-    full = {
-        "name": name,
-        "version": version,
-        "intended_use": f"Research and product development only; {DISCLAIMER}.",
-        "disclaimer": DISCLAIMER,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": shlex.join(["ldh", *sys.argv[1:]]) if Path(sys.argv[0]).name == "ldh" else shlex.join(sys.argv),
-        "software": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
-        "parameters": int(model.count_params()),
-        **card,
-    }
-    atomic_write_text(path / "card.json", json.dumps(full, indent=2, sort_keys=True) + "\n")
+    staging = path.with_name(f".{version}.saving")  # the version appears whole (rename) or not at all
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        # uncompiled copy: no optimizer state or training-only loss functions in the shipped file (clone_model
+        # would try to re-compile with the custom loss and fail)
+        shipped = type(model).from_config(model.get_config())
+        shipped.set_weights(model.get_weights())
+        shipped.save(staging / "model.keras")
+        onnx = export_onnx(shipped, staging, INPUT_SHAPES[name])  # the serving engine's faster exact path
+        full = {
+            "name": name,
+            "version": version,
+            "intended_use": f"Research and product development only; {DISCLAIMER}.",
+            "disclaimer": DISCLAIMER,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": shlex.join(["ldh", *sys.argv[1:]]) if Path(sys.argv[0]).name == "ldh" else shlex.join(sys.argv),
+            "software": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__},
+            "parameters": int(model.count_params()),
+            "onnx": onnx,
+            **card,
+        }
+        atomic_write_text(staging / "card.json", json.dumps(full, indent=2, sort_keys=True) + "\n")
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if production:
         ModelRegistry(root).set_alias(name, "production", version)
     return path

@@ -1,0 +1,131 @@
+"""Running a registered model the fastest exact way this machine has: ONNX Runtime, else a compiled XLA graph.
+
+A model version may carry ``model.onnx`` beside ``model.keras``: the same weights exported when the version was
+saved, checked against Keras on a probe batch (the largest difference is in the card). ONNX Runtime ran our
+U-Net in ~0.85x and the small classifier in ~0.3x the time of the XLA-compiled TensorFlow graph on this 2-core
+CPU. A version without an ONNX file, or whose file does not match the hash in its card, runs on TensorFlow.
+Both paths are thread-safe and return NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ai_service import preprocess as P
+from ai_service.errors import ModelError
+from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 17
+MAX_EXPORT_DIFF = 1e-4  # an export differing more than this from Keras on the probe batch is refused
+
+Runner = Callable[[np.ndarray], np.ndarray]
+INPUT_SHAPES = {  # per registered model name: one input, (batch, *shape), float32
+    SEG_MODEL: (P.SEG_SIZE, P.SEG_SIZE, 3),
+    CLS_MODEL: (P.CROP_SIZE, P.CROP_SIZE, 2),
+}
+
+
+def compiled_graph(model, shape: tuple[int, ...]) -> Runner:
+    """A fixed-signature, XLA-compiled TensorFlow graph of ``model`` for inputs (batch, *shape)."""
+    import tensorflow as tf
+
+    fn = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, *shape], tf.float32)],
+        jit_compile=True,
+        reduce_retracing=True,
+    )
+    return lambda x: fn(x).numpy()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_onnx(model, folder: Path, shape: tuple[int, ...], seed: int = 0) -> dict[str, Any]:
+    """Write ``folder/model.onnx`` for inputs (batch, *shape); return the card entry (hash, probe difference)."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec([None, *shape], tf.float32, name="x"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
+    path = Path(folder) / ONNX_FILE
+    path.write_bytes(proto.SerializeToString())
+    probe = np.random.default_rng(seed).random((4, *shape), dtype=np.float32)
+    diff = float(np.abs(_onnx_session(path, threads=1)(probe) - model(probe, training=False).numpy()).max())
+    if diff > MAX_EXPORT_DIFF:
+        path.unlink()
+        raise ModelError(f"ONNX export differs from Keras by {diff:.2e} on the probe batch; not shipped")
+    return {"file": ONNX_FILE, "sha256": _sha256(path), "opset": ONNX_OPSET, "probe_max_abs_diff": diff}
+
+
+def add_onnx_export(ref: ModelRef) -> dict[str, Any]:
+    """Export a version saved without ONNX and record it in its card (the one addition a version may receive)."""
+    if ref.card.get("onnx"):
+        raise ModelError(f"{ref.name}:{ref.version} already has an ONNX export")
+    entry = export_onnx(load_keras(ref), ref.path, INPUT_SHAPES[ref.name])
+    atomic_write_text(ref.path / "card.json", json.dumps(ref.card | {"onnx": entry}, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def _onnx_session(path: Path, threads: int) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def load_runner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Runner, str]:
+    """The runner for a registered model version and the name of the path it uses (``onnxruntime`` / ``xla``).
+
+    ``onnx=False`` forces TensorFlow (``LDH_INFERENCE_RUNTIME=tensorflow``).
+    """
+    shape = INPUT_SHAPES[ref.name]
+    entry = ref.card.get("onnx")
+    path = ref.path / ONNX_FILE
+    if onnx and entry and path.exists():
+        if _sha256(path) != entry.get("sha256"):
+            log.warning("ONNX file does not match its model card; using TensorFlow",
+                        extra={"model": f"{ref.name}:{ref.version}"})
+        else:
+            try:
+                return _onnx_session(path, threads), "onnxruntime"
+            except ImportError:
+                log.info("onnxruntime not installed; using TensorFlow", extra={"model": f"{ref.name}:{ref.version}"})
+    _tensorflow_threads(threads)
+    return compiled_graph(load_keras(ref), shape), "xla"
+
+
+def _tensorflow_threads(threads: int) -> None:
+    """TensorFlow is imported only when a model runs on it (a service on ONNX Runtime never pays its ~1 GB)."""
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already initialised in this process: keep its setting
+            log.info("TensorFlow already initialised; intra-op threads unchanged")
+
+
+def load_keras(ref: ModelRef):
+    import keras
+
+    try:
+        return keras.saving.load_model(ref.model_file, compile=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"model {ref.name}:{ref.version} could not be loaded from {ref.model_file}: {exc}") from exc

@@ -1,0 +1,74 @@
+"""Model runners: a version's verified ONNX export runs on ONNX Runtime, anything doubtful falls back to TensorFlow."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ai_service.errors import ModelError
+from ai_service.registry import CLS_MODEL, ModelRegistry
+from ai_service.runtime import INPUT_SHAPES, add_onnx_export, load_runner
+from pipelines.training.card import save_model
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from ai_service.networks import build_classifier
+
+    root = tmp_path_factory.mktemp("store")
+    model = build_classifier(filters=4, blocks=1, dense=8)
+    save_model(model, root, CLS_MODEL, "tiny", {"operating_threshold": 0.5}, production=True)
+    return root, model
+
+
+def _probe():
+    return np.random.default_rng(7).random((5, *INPUT_SHAPES[CLS_MODEL]), dtype=np.float32)
+
+
+def test_saved_version_carries_a_verified_onnx_export_that_serving_uses(store):
+    root, model = store
+    ref = ModelRegistry(root).resolve(CLS_MODEL)
+    assert ref.card["onnx"]["probe_max_abs_diff"] < 1e-4
+    run, runtime = load_runner(ref, threads=1)
+    assert runtime == "onnxruntime"
+    np.testing.assert_allclose(run(_probe()), model(_probe(), training=False).numpy(), atol=1e-4)
+    run_tf, runtime_tf = load_runner(ref, threads=1, onnx=False)
+    assert runtime_tf == "xla"
+    np.testing.assert_allclose(run_tf(_probe()), run(_probe()), atol=1e-4)
+
+
+def test_an_onnx_file_that_does_not_match_its_card_is_not_used(tmp_path):
+    from ai_service.networks import build_classifier
+
+    save_model(build_classifier(filters=4, blocks=1, dense=8), tmp_path, CLS_MODEL, "v", {}, production=False)
+    ref = ModelRegistry(tmp_path).resolve(CLS_MODEL, "v")
+    (ref.path / "model.onnx").write_bytes((ref.path / "model.onnx").read_bytes() + b"tampered")
+    assert load_runner(ref, threads=1)[1] == "xla"
+
+
+def test_export_can_be_added_once_to_a_version_saved_without_one(store, tmp_path):
+    root, _ = store
+    ref = ModelRegistry(root).resolve(CLS_MODEL)
+    with pytest.raises(ModelError, match="already has an ONNX export"):
+        add_onnx_export(ref)
+    # a version as older code saved it: no model.onnx, no "onnx" in the card
+    old = tmp_path / CLS_MODEL / "old"
+    old.mkdir(parents=True)
+    (old / "model.keras").write_bytes((ref.path / "model.keras").read_bytes())
+    card = {k: v for k, v in ref.card.items() if k != "onnx"} | {"version": "old"}
+    (old / "card.json").write_text(json.dumps(card))
+    old_ref = ModelRegistry(tmp_path).resolve(CLS_MODEL, "old")
+    assert load_runner(old_ref, threads=1)[1] == "xla"
+    entry = add_onnx_export(old_ref)
+    again = ModelRegistry(tmp_path).resolve(CLS_MODEL, "old")
+    assert again.card["onnx"] == entry and {k: v for k, v in again.card.items() if k != "onnx"} == card
+    assert load_runner(again, threads=1)[1] == "onnxruntime"
+
+
+def test_a_failed_save_leaves_no_version_behind(tmp_path):
+    from ai_service.networks import build_classifier
+
+    with pytest.raises(KeyError):
+        save_model(build_classifier(filters=4, blocks=1, dense=8), tmp_path, "no-such-model", "v1", {},
+                   production=False)
+    assert not any((tmp_path / "no-such-model").iterdir())
