@@ -131,7 +131,7 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
     # back to pixels (its image coordinates, like DICOM SCOORD, put (0, 0) at the first pixel's top-left corner)
     discs = {d["level"]: d for d in result["findings"]["discs"]}
     assert len(discs) == 5 and sorted(result["rows"]) == sorted(discs)
-    drawn = {b["label"]: b for b in result["drawn"]}
+    drawn = {b["level"]: b for b in result["drawn"]}
     assert sorted(drawn) == sorted(discs)
     for level, d in discs.items():
         b = drawn[level]
@@ -139,30 +139,50 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
         x0, y0, x1, y1 = d["box"]
         expected = [[x0, y0], [x1, y0], [x0, y1], [x1, y1]]
         assert max(abs(p - e) for pt, ex in zip(b["image_points"], expected) for p, e in zip(pt, ex)) < 1e-3, level
+        assert b["label"].startswith(f"{level} · P {round(d['probability'] * 100)} %")  # what the box shows
     # our slice order is the loader's: findings' slice_index k is the k-th slice the viewer sorted
     assert all(result["slice_sops"][d["slice_index"]] == d["sop_instance_uid"] for d in discs.values())
     assert result["disclaimer"] == "AI output, not a diagnosis" and result["initial_state"] == "clean"
     assert result["jump"]["shown_sop"] == result["jump"]["sop"]
 
-    # the drag moved the box by the screen delta in source pixels, same size
-    drag = result["drag"]
-    before, after, (dx, dy), scale = drag["before"], drag["after"], drag["screen_delta"], drag["scale"]
-    assert before == discs[drag["level"]]["box"] and after != before
-    assert after[2] - after[0] == before[2] - before[0] and after[3] - after[1] == before[3] - before[1]
-    assert abs((after[0] - before[0]) - dx * scale) <= 1.01 and abs((after[1] - before[1]) - dy * scale) <= 1.01
+    # the drag moved the box by the screen delta in source pixels, same size; the resize moved only its
+    # bottom-right corner
+    drag, rs = result["drag"], result["resize"]
+    before, moved, (dx, dy), scale = drag["before"], drag["after"], drag["screen_delta"], drag["scale"]
+    assert before == discs[drag["level"]]["box"] and moved != before
+    assert moved[2] - moved[0] == before[2] - before[0] and moved[3] - moved[1] == before[3] - before[1]
+    assert abs((moved[0] - before[0]) - dx * scale) <= 1.01 and abs((moved[1] - before[1]) - dy * scale) <= 1.01
+    after = rs["after"]
+    assert after[:2] == moved[:2]
+    assert abs((after[2] - moved[2]) - rs["screen_delta"][0] * scale) <= 1.01
+    assert abs((after[3] - moved[3]) - rs["screen_delta"][1] * scale) <= 1.01
     assert result["dirty_state"] == "dirty" and result["saved_state"] == "clean" and result["toast"]
+
+    # the drawn box covers the screen rectangle (as Cornerstone maps it) to within a pixel
+    edits = result["edits"]
+    assert sorted(edits["rows"]) == sorted(discs)
+    assert max(abs(a - b) for a, b in zip(edits["added"], edits["added_expected"])) <= 1
 
     # the stored record holds exactly what the viewer showed, in the reviewer's name
     record = FeedbackStore(LocalStorage(stack["data"])).current(stack["study"])
     assert record["record_id"] == result["saved"]["record_id"] and record["kind"] == "correction"
     assert record["reviewer"]["login"] == REVIEWER[1]
     stored = {d["level"]: d for d in record["discs"]}
-    assert stored[drag["level"]]["box"] == after and "moved" in stored[drag["level"]]["changes"]
-    for level, d in discs.items():
-        assert stored[level]["slice_index"] == d["slice_index"]
-        if level != drag["level"]:
-            assert stored[level]["box"] == d["box"] and stored[level]["changes"] == ["unchanged"]
     assert {c["level"]: c["box"] for c in result["final"]} == {lv: d["box"] for lv, d in stored.items()}
+    dragged = stored[drag["level"]]
+    assert dragged["box"] == after and {"moved", "resized"} <= set(dragged["changes"])
+    toggled = stored[edits["toggled"]]
+    assert toggled["herniation"] is not discs[edits["toggled"]]["herniation"] and toggled["changes"] == ["herniation"]
+    relabelled = stored[edits["deleted"]]  # the relabelled AI box now holds the deleted box's level
+    assert relabelled["ai"]["level"] == edits["relabelled"] and relabelled["box"] == discs[edits["relabelled"]]["box"]
+    assert "relabelled" in relabelled["changes"]
+    added = stored[edits["relabelled"]]
+    assert added["ai"] is None and added["changes"] == ["added"] and added["box"] == edits["added"]
+    assert [d["level"] for d in record["deleted"]] == [edits["deleted"]]
+    untouched = set(discs) - {drag["level"], edits["toggled"], edits["deleted"], edits["relabelled"]}
+    for level in untouched:
+        assert stored[level]["box"] == discs[level]["box"] and stored[level]["changes"] == ["unchanged"]
+    assert result["dirty_before_leaving"] and result["unload_dialog"] == "beforeunload"
 
     # the reviewed SR went back to Orthanc (the node's export destination) with the dragged box
     orthanc = stack["orthanc"]
@@ -176,14 +196,13 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
         if ds.get("VerificationFlag") == "VERIFIED":
             reviewed = ds
     assert reviewed is not None, "no verified SR in Orthanc"
-    boxes = {d.level: d.box for d in read_sr_findings(reviewed)}
-    assert boxes[drag["level"]] == tuple(after) and len(boxes) == 5
+    assert {d.level: list(d.box) for d in read_sr_findings(reviewed)} == {lv: d["box"] for lv, d in stored.items()}
 
     # robustness: a refused key, a study without AI result, a plugin module that fails to load
     assert "refused" in result["expired"] and "expired" in result["expired"]
     assert "Not analysed" in result["not_analysed"]["text"] and result["not_analysed"]["save_buttons"] == 0
     assert "could not load its extension" in result["broken"]["banner"]
     assert result["broken"]["status"] == {"extension": "failed", "mode": "failed"} and result["broken"]["study_list"]
-    for name in ("01-ai-boxes.png", "02-dragged.png", "03-saved.png", "04-expired-key.png", "05-not-analysed.png",
-                 "06-plugin-failed.png"):
+    for name in ("01-ai-boxes.png", "02-dragged.png", "03-edited.png", "04-saved.png", "05-expired-key.png",
+                 "06-not-analysed.png", "07-plugin-failed.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000, name

@@ -33,7 +33,7 @@ const drawnBoxes = (page) => page.evaluate(() => {
     .map((a) => {
       const slice = series.byImageId.get(a.metadata.referencedImageId);
       return {
-        uid: a.annotationUID, label: a.data.label, sop: slice.sop, slice_index: slice.index,
+        uid: a.annotationUID, level: window.ldhReview.meta.get(a.annotationUID)?.level, label: a.data.label, sop: slice.sop, slice_index: slice.index,
         image_points: a.data.handles.points.map((p) => toImage(a.metadata.referencedImageId, p)),
         canvas_points: a.data.handles.points.map((p) => viewport.worldToCanvas(p)),
         on_screen: viewport.getCurrentImageId() === a.metadata.referencedImageId,
@@ -45,7 +45,9 @@ try {
   // 1. the study: AI boxes drawn from the findings API
   const page = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_STUDY}`);
   await page.waitForFunction(() => window.ldhReview?.state === 'ready', null, { timeout: 120000 });
-  await page.waitForFunction(showsABox, null, { timeout: 30000 }); // the first row's slice is on screen
+  // the panel jumps to the first row's slice on its own, but OHIF may still be settling its first image: click it
+  await page.click('[data-ldh=row] [data-ldh=jump]');
+  await page.waitForFunction(showsABox, null, { timeout: 30000 });
   await page.waitForTimeout(1000); // let the viewport render the annotations
   out.findings = await page.evaluate(() => window.ldhReview.findings);
   out.slice_sops = await page.evaluate(() => window.ldhReview.series.slices.map((s) => s.sop));
@@ -64,22 +66,24 @@ try {
   out.jump = { level: target.level, sop: target.sop_instance_uid,
     shown_sop: await page.evaluate(() => window.ldhReview.series.byImageId.get(window.ldhReview.viewport.getCurrentImageId())?.sop) };
 
-  // 3. drag one box by its top edge with the mouse
+  // 3. drag one box by its top edge, then resize it from its bottom-right corner, with the mouse
   const box = (await drawnBoxes(page)).find((b) => b.on_screen);
-  const level = box.label;
-  const before = await page.evaluate((l) => window.ldhReview.corrections().find((c) => c.level === l).box, level);
-  const rect = await page.evaluate(() => { const r = window.ldhReview.viewport.element.getBoundingClientRect(); return [r.left, r.top]; });
+  const { level } = box;
+  const boxOf = (l, ai) => page.evaluate(([lv, a]) => window.ldhReview.corrections().find((c) => c.level === lv && (a === undefined || c.ai_level === a)).box, [l, ai]);
+  const rect = await page.evaluate(() => { const r = window.ldhReview.viewport.element.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; });
+  const at = ([x, y]) => [rect[0] + x, rect[1] + y];
+  const drag = async (from, delta) => {
+    await page.mouse.move(...from);
+    await page.mouse.down();
+    for (let i = 1; i <= 8; i += 1) await page.mouse.move(from[0] + (delta[0] * i) / 8, from[1] + (delta[1] * i) / 8);
+    await page.mouse.up();
+    await page.waitForTimeout(400);
+  };
+  const before = await boxOf(level);
   const [tl, tr] = box.canvas_points;
-  const start = [rect[0] + (tl[0] + tr[0]) / 2, rect[1] + (tl[1] + tr[1]) / 2];
-  const delta = [40, 25];
-  await page.mouse.move(...start);
-  await page.mouse.down();
-  for (let i = 1; i <= 8; i += 1) await page.mouse.move(start[0] + (delta[0] * i) / 8, start[1] + (delta[1] * i) / 8);
-  await page.mouse.up();
-  await page.waitForTimeout(500);
+  await drag(at([(tl[0] + tr[0]) / 2, (tl[1] + tr[1]) / 2]), [40, 25]);
   out.drag = {
-    level, before, screen_delta: delta,
-    after: await page.evaluate((l) => window.ldhReview.corrections().find((c) => c.level === l).box, level),
+    level, before, screen_delta: [40, 25], after: await boxOf(level),
     // source pixels per CSS pixel along the screen's x axis (the sagittal image is shown unrotated)
     scale: await page.evaluate(() => {
       const { viewport, series } = window.ldhReview;
@@ -88,10 +92,39 @@ try {
       return Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]) / series.slices[0].plane.colSpacing;
     }),
   };
+  const moved = (await drawnBoxes(page)).find((b) => b.uid === box.uid);
+  await drag(at(moved.canvas_points[3]), [30, 20]);
+  out.resize = { before: out.drag.after, after: await boxOf(level), screen_delta: [30, 20] };
   out.dirty_state = await panelState(page);
   await shot(page, '02-dragged.png');
 
-  // 4. save: corrections go to the feedback API with the reviewer's identity
+  // 4. toggle herniation of a second disc, delete a third, relabel a fourth to the deleted level, and draw a
+  //    new box, which takes the level the relabelled one left free
+  const [toggled, deleted, relabelled] = out.findings.discs.map((d) => d.level).filter((l) => l !== level);
+  const row = (l, what) => `[data-ldh=row][data-level="${l}"] [data-ldh=${what}]`;
+  await page.click(row(toggled, 'herniation'));
+  await page.click(row(deleted, 'delete'));
+  await page.selectOption(row(relabelled, 'level'), deleted);
+  await page.click('[data-ldh=add]');
+  const from = [rect[2] * 0.12, rect[3] * 0.75];
+  const size = [70, 45];
+  await drag(at(from), size);
+  await page.waitForFunction(() => document.querySelectorAll('[data-ldh=row]').length === 5, null, { timeout: 10000 });
+  out.edits = {
+    toggled, deleted, relabelled,
+    rows: await page.$$eval('[data-ldh=row]', (rows) => rows.map((r) => r.dataset.level)),
+    added: await boxOf(relabelled, null),
+    // what Cornerstone itself says the drawn screen rectangle covers, in source pixels
+    added_expected: await page.evaluate(([a, b]) => {
+      const { viewport } = window.ldhReview;
+      const id = viewport.getCurrentImageId();
+      const [p, q] = [a, b].map((c) => window.cornerstone.utilities.worldToImageCoords(id, viewport.canvasToWorld(c)));
+      return [Math.min(p[0], q[0]), Math.min(p[1], q[1]), Math.max(p[0], q[0]), Math.max(p[1], q[1])];
+    }, [from, [from[0] + size[0], from[1] + size[1]]]),
+  };
+  await shot(page, '03-edited.png');
+
+  // 5. save: corrections go to the feedback API with the reviewer's identity
   await page.click('[data-ldh=save]');
   await page.waitForFunction(() => window.ldhReview.saved, null, { timeout: 60000 });
   await page.waitForTimeout(300);
@@ -99,24 +132,31 @@ try {
   out.saved_state = await panelState(page);
   out.toast = await page.evaluate(() => document.body.innerText.includes('Corrections saved'));
   out.final = await page.evaluate(() => window.ldhReview.corrections());
-  await shot(page, '03-saved.png');
+  await shot(page, '04-saved.png');
+
+  // 6. a new unsaved change: leaving the page asks first (Chromium's beforeunload dialog, dismissed: we stay)
+  await page.click(row(toggled, 'herniation'));
+  out.dirty_before_leaving = await page.evaluate(() => window.ldhReview.dirty);
+  const asked = page.waitForEvent('dialog', { timeout: 10000 }).then(async (d) => { const t = d.type(); await d.dismiss(); return t; }, (e) => `none: ${e.message}`);
+  page.goto('about:blank').catch(() => {});
+  out.unload_dialog = await asked;
   await page.close();
 
-  // 5. a refused (expired) key: a clear message, a field for a new key
+  // 7. a refused (expired) key: a clear message, a field for a new key
   const expired = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_STUDY}`, { key: 'expired-key' });
   await expired.waitForSelector('[data-ldh=status][data-state=auth]', { timeout: 60000 });
   out.expired = await expired.textContent('[data-ldh=status]');
-  await shot(expired, '04-expired-key.png');
+  await shot(expired, '05-expired-key.png');
   await expired.close();
 
-  // 6. a study with no AI result: "not analysed", nothing to save
+  // 8. a study with no AI result: "not analysed", nothing to save
   const none = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_UNANALYSED}`);
   await none.waitForSelector('[data-ldh=status][data-state=not-analysed]', { timeout: 60000 });
   out.not_analysed = { text: await none.textContent('[data-ldh=status]'), save_buttons: await none.$$eval('[data-ldh=save], [data-ldh=accept]', (b) => b.length) };
-  await shot(none, '05-not-analysed.png');
+  await shot(none, '06-not-analysed.png');
   await none.close();
 
-  // 7. our extension module fails to load: the plain viewer still works and says why
+  // 9. our extension module fails to load: the plain viewer still works and says why
   const broken = await open('/viewer/', { route: { url: '**/viewer/ldh/extension.js', handler: (r) => r.fulfill({ status: 500, body: 'boom' }) } });
   await broken.waitForSelector('#ldh-assist-banner', { timeout: 60000 });
   await broken.waitForFunction(() => document.body.innerText.includes('Study List'), null, { timeout: 60000 });
@@ -125,7 +165,7 @@ try {
     status: await broken.evaluate(() => window.LDH_ASSIST_STATUS),
     study_list: await broken.evaluate(() => document.body.innerText.includes('Study List')),
   };
-  await shot(broken, '06-plugin-failed.png');
+  await shot(broken, '07-plugin-failed.png');
   await broken.close();
 } catch (err) {
   out.error = String(err.stack || err);

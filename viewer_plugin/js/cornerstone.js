@@ -73,6 +73,11 @@ export function boxesOn(series) {
     });
 }
 
+/** Rectangles on our viewport show their label (level, P, herniation) instead of area / mean / max statistics. */
+export function showLabelsOnly(toolGroup) {
+  if (toolGroup) toolGroup.setToolConfiguration(TOOL, { getTextLines: (data) => (data.label ? [data.label] : []) });
+}
+
 export function removeBox(uid) {
   tools().annotation.state.removeAnnotation(uid);
 }

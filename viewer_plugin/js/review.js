@@ -27,6 +27,9 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** What the box itself shows (Cornerstone draws data.label through the getTextLines set in attach()). */
+const labelOf = (m) => `${m.level} · ${m.probability == null ? 'added' : `P ${Math.round(m.probability * 100)} %`} · ${m.herniation ? 'herniation' : 'no herniation'}`;
+
 const BUTTON = 'margin:4px 6px 0 0;padding:4px 10px;border-radius:4px;border:1px solid #3a6ea5;background:#1c3d5e;color:#fff;cursor:pointer';
 
 export class ReviewSession {
@@ -128,6 +131,7 @@ export class ReviewSession {
       viewportGridService.setDisplaySetsForViewport({ viewportId: activeViewportId, displaySetInstanceUIDs: [displaySet.displaySetInstanceUID] });
     }
     this.viewport = await until('the series to be displayed', () => cst.viewportShowing(this.series));
+    cst.showLabelsOnly(this.services.toolGroupService.getToolGroupForViewport(this.viewport.id));
     await until('the first image', () => this.viewport.getCurrentImageId?.());
     this.drawAI();
   }
@@ -135,8 +139,8 @@ export class ReviewSession {
   drawAI() {
     for (const d of this.findings.discs) {
       const slice = this.series.slice(d.slice_index, d.sop_instance_uid);
-      const uid = cst.addBox(this.viewport, slice, d.box, d.level);
-      this.meta.set(uid, { level: d.level, herniation: d.herniation, probability: d.probability, aiLevel: d.level });
+      const m = { level: d.level, herniation: d.herniation, probability: d.probability, aiLevel: d.level };
+      this.meta.set(cst.addBox(this.viewport, slice, d.box, labelOf(m)), m);
     }
     this.baseline = JSON.stringify(this.corrections());
     this.unsubscribe = cst.onAnnotationChange(() => this.changed());
@@ -153,8 +157,9 @@ export class ReviewSession {
       if (!this.meta.has(b.uid)) { // drawn by the reviewer: the first free level, no herniation
         const level = LEVELS.find((l) => !taken.has(l)) || LEVELS[0];
         taken.add(level);
-        this.meta.set(b.uid, { level, herniation: false, probability: null, aiLevel: null });
-        b.annotation.data.label = level;
+        const m = { level, herniation: false, probability: null, aiLevel: null };
+        this.meta.set(b.uid, m);
+        b.annotation.data.label = labelOf(m);
       }
       return { ...b, ...this.meta.get(b.uid) };
     }).sort((a, b) => LEVELS.indexOf(a.level) - LEVELS.indexOf(b.level) || a.index - b.index);
@@ -191,7 +196,7 @@ export class ReviewSession {
     const m = this.meta.get(uid);
     Object.assign(m, change);
     const row = this.rows().find((r) => r.uid === uid);
-    if (row) row.annotation.data.label = m.level;
+    if (row) row.annotation.data.label = labelOf(m);
     cst.render(this.viewport);
     this.renderPanel();
   }
