@@ -12,7 +12,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 tgz=$(cd "$tmp" && npm pack "$pkg@$version" --silent --loglevel=error)
-actual="sha512-$(openssl dgst -sha512 -binary "$tmp/$tgz" | base64 -w0)"
+actual=$(node -e 'const c=require("crypto");process.stdout.write("sha512-"+c.createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' "$tmp/$tgz")
 if [ "$actual" != "$integrity" ]; then
   echo "install-ohif: $pkg@$version tarball integrity $actual does not match the pinned $integrity" >&2
   exit 1

@@ -1,0 +1,66 @@
+"""The /viewer routes without a browser: path rewriting of a (tiny, fake) OHIF build, the generated app-config,
+and precise answers when OHIF is not installed or the PACS is not configured / not reachable."""
+
+from __future__ import annotations
+
+import pytest
+
+from api_support import client_for, settings_for
+from peers import free_port
+
+INDEX = ('<script>window.PUBLIC_URL="/"</script><script src="/app-config.js"></script>'
+         '<link href="/app.css" rel="stylesheet"><script defer src="/app.bundle.js"></script>')
+
+
+@pytest.fixture()
+def ohif(tmp_path):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text(INDEX)
+    (dist / "app.bundle.js").write_text('(() => { __webpack_require__.p = "/"; })();')
+    (dist / "plain.bundle.js").write_text("console.log('nothing to rewrite');")
+    (dist / "app.css").write_text("@font-face{src:url(/a1.woff2)}")
+    return dist
+
+
+def test_ohif_paths_move_under_viewer_and_routes_fall_back_to_index(tmp_path, ohif):
+    with client_for(settings_for(tmp_path / "data", viewer_ohif_dir=ohif)) as client:
+        for path in ("/viewer/", "/viewer/ldh-review?StudyInstanceUIDs=1.2.3", "/viewer/viewer/1.2"):
+            r = client.get(path)
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), path
+            assert r.text == INDEX.replace('"/', '"/viewer/'), path
+        assert client.get("/viewer/app.bundle.js").text == '(() => { __webpack_require__.p = "/viewer/"; })();'
+        assert client.get("/viewer/plain.bundle.js").text == "console.log('nothing to rewrite');"
+        assert client.get("/viewer/app.css").text == "@font-face{src:url(/viewer/a1.woff2)}"
+        assert client.get("/viewer/missing.bundle.js").status_code == 404  # an asset is never answered with HTML
+        assert client.get("/viewer", follow_redirects=False).headers["location"] == "/viewer/"
+        r = client.get("/viewer/ldh/ldh-extension.js")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+        assert client.get("/viewer/ldh/guard.mjs").status_code == 404
+
+
+def test_app_config_follows_the_settings(tmp_path, ohif):
+    direct = settings_for(tmp_path / "data", viewer_ohif_dir=ohif, viewer_dicomweb_url="http://pacs:8042/dicom-web/",
+                          viewer_dicomweb_proxy=False, api_auth="off")
+    with client_for(direct) as client:
+        text = client.get("/viewer/app-config.js").text
+    assert 'source.qidoRoot = source.wadoRoot = source.wadoUriRoot = "http://pacs:8042/dicom-web";' in text
+    assert '"authRequired": false' in text and '"pacsConfigured": true' in text
+    with client_for(settings_for(tmp_path / "data2", viewer_ohif_dir=ohif, viewer_dicomweb_url="http://x/dw")) as client:
+        text = client.get("/viewer/app-config.js").text
+    assert 'window.location.origin + "/dicom-web"' in text and '"authRequired": true' in text
+
+
+def test_missing_ohif_and_missing_or_unreachable_pacs_say_what_to_do(tmp_path):
+    with client_for(settings_for(tmp_path / "data", viewer_ohif_dir=tmp_path / "nothing")) as client:
+        r = client.get("/viewer/")
+        assert r.status_code == 503 and "viewer_plugin/install-ohif.sh" in r.json()["detail"]
+        r = client.get("/dicom-web/studies")
+        assert r.status_code == 404 and "LDH_VIEWER_DICOMWEB_URL" in r.json()["detail"]
+    down = f"http://127.0.0.1:{free_port()}/dicom-web"
+    with client_for(settings_for(tmp_path / "data2", viewer_dicomweb_url=down)) as client:
+        r = client.get("/dicom-web/studies")
+        assert r.status_code == 502 and f"the PACS DICOMweb at {down} is unreachable" in r.json()["detail"]
+        assert client.post("/dicom-web/studies", content=b"x").status_code == 405  # read-only: no STOW through us
+    with client_for(settings_for(tmp_path / "data3", viewer_enabled=False)) as client:
+        assert client.get("/viewer/").status_code == 404
