@@ -143,7 +143,8 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
     # our slice order is the loader's: findings' slice_index k is the k-th slice the viewer sorted
     assert all(result["slice_sops"][d["slice_index"]] == d["sop_instance_uid"] for d in discs.values())
     assert result["disclaimer"] == "AI output, not a diagnosis" and result["initial_state"] == "clean"
-    assert result["jump"]["shown_sop"] == result["jump"]["sop"]
+    assert result["auto_jump"]  # opening the study shows the first row's key slice with its box
+    assert result["jump"]["shown_sop"] == result["jump"]["sop"]  # clicking a row shows that row's key slice
 
     # the drag moved the box by the screen delta in source pixels, same size; the resize moved only its
     # bottom-right corner

@@ -45,9 +45,7 @@ try {
   // 1. the study: AI boxes drawn from the findings API
   const page = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_STUDY}`);
   await page.waitForFunction(() => window.ldhReview?.state === 'ready', null, { timeout: 120000 });
-  // the panel jumps to the first row's slice on its own, but OHIF may still be settling its first image: click it
-  await page.click('[data-ldh=row] [data-ldh=jump]');
-  await page.waitForFunction(showsABox, null, { timeout: 30000 });
+  out.auto_jump = await page.waitForFunction(showsABox, null, { timeout: 10000 }).then(() => true, () => false);
   await page.waitForTimeout(1000); // let the viewport render the annotations
   out.findings = await page.evaluate(() => window.ldhReview.findings);
   out.slice_sops = await page.evaluate(() => window.ldhReview.series.slices.map((s) => s.sop));

@@ -132,7 +132,8 @@ export class ReviewSession {
     }
     this.viewport = await until('the series to be displayed', () => cst.viewportShowing(this.series));
     cst.showLabelsOnly(this.services.toolGroupService.getToolGroupForViewport(this.viewport.id));
-    await until('the first image', () => this.viewport.getCurrentImageId?.());
+    // the first image loaded: OHIF has set up the stack, so our jump to the first row's slice is not undone
+    await until('the first image', () => this.viewport.getCurrentImageId?.() && this.viewport.getImageData?.());
     this.drawAI();
   }
 
