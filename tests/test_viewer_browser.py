@@ -201,9 +201,20 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
 
     # robustness: a refused key, a study without AI result, a plugin module that fails to load
     assert "refused" in result["expired"] and "expired" in result["expired"]
+    reopened = result["reopened"]  # the study opens on the corrections in force, which cannot be "accepted"
+    assert reopened["status"].startswith(f"Reviewed (correction) by {REVIEWER[1]}")
+    assert reopened["source"].startswith("Showing the corrections in force") and reopened["accept_disabled"]
+    assert {b["level"]: b["box"] for b in reopened["boxes"]} == {lv: d["box"] for lv, d in stored.items()}
+    assert {b["level"]: b["ai_level"] for b in reopened["boxes"]} == \
+        {lv: d["ai"]["level"] if d["ai"] else None for lv, d in stored.items()}
+    refused = result["refused_save"]
+    assert "Nothing was saved" in refused["message"] and refused["toast"]
+    assert refused["after_new_key"] == {"state": "dirty", "rows": 5, "boxes": 5}  # edits kept, nothing drawn twice
+    assert "Not saved:" in result["refused_by_api"] and "appears twice" in result["refused_by_api"]
+    assert FeedbackStore(LocalStorage(stack["data"])).current(stack["study"])["record_id"] == record["record_id"]
     assert "Not analysed" in result["not_analysed"]["text"] and result["not_analysed"]["save_buttons"] == 0
     assert "could not load its extension" in result["broken"]["banner"]
     assert result["broken"]["status"] == {"extension": "failed", "mode": "failed"} and result["broken"]["study_list"]
     for name in ("01-ai-boxes.png", "02-dragged.png", "03-edited.png", "04-saved.png", "05-expired-key.png",
-                 "06-not-analysed.png", "07-plugin-failed.png"):
+                 "05b-refused-by-api.png", "06-not-analysed.png", "07-plugin-failed.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000, name

@@ -22,5 +22,6 @@ def test_node_unit_tests_pass():
         pytest.skip("node is missing")
     proc = subprocess.run(["node", "--test", "test/"], cwd=PLUGIN, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    summary = dict(line[2:].split(" ", 1) for line in proc.stdout.splitlines() if line.startswith("# ") and " " in line[2:])
+    lines = [line[2:] for line in proc.stdout.splitlines() if line.startswith("# ") and " " in line[2:]]
+    summary = dict(line.split(" ", 1) for line in lines)
     assert int(summary["pass"]) >= 8 and int(summary["fail"]) == 0, summary

@@ -40,13 +40,14 @@ def test_ohif_paths_move_under_viewer_and_routes_fall_back_to_index(tmp_path, oh
 
 
 def test_app_config_follows_the_settings(tmp_path, ohif):
-    direct = settings_for(tmp_path / "data", viewer_ohif_dir=ohif, viewer_dicomweb_url="http://pacs:8042/dicom-web/",
-                          viewer_dicomweb_proxy=False, api_auth="off")
+    direct = settings_for(tmp_path / "data", viewer_ohif_dir=ohif, viewer_dicomweb_proxy=False, api_auth="off",
+                          viewer_dicomweb_url="http://pacs:8042/dicom-web/")
     with client_for(direct) as client:
         text = client.get("/viewer/app-config.js").text
     assert 'source.qidoRoot = source.wadoRoot = source.wadoUriRoot = "http://pacs:8042/dicom-web";' in text
-    assert '"authRequired": false' in text and '"pacsConfigured": true' in text
-    with client_for(settings_for(tmp_path / "data2", viewer_ohif_dir=ohif, viewer_dicomweb_url="http://x/dw")) as client:
+    assert '"authRequired": false' in text
+    proxied = settings_for(tmp_path / "data2", viewer_ohif_dir=ohif, viewer_dicomweb_url="http://x/dw")
+    with client_for(proxied) as client:
         text = client.get("/viewer/app-config.js").text
     assert 'window.location.origin + "/dicom-web"' in text and '"authRequired": true' in text
 

@@ -145,6 +145,41 @@ try {
   await expired.waitForSelector('[data-ldh=status][data-state=auth]', { timeout: 60000 });
   out.expired = await expired.textContent('[data-ldh=status]');
   await shot(expired, '05-expired-key.png');
+  //    a valid key goes on; the panel says who reviewed the study last
+  const useKey = async (key) => {
+    await expired.fill('[data-ldh=token]', key);
+    await expired.click('[data-ldh=use-token]');
+    await expired.waitForFunction(() => window.ldhReview?.state === 'ready', null, { timeout: 60000 });
+  };
+  await useKey(LDH_KEY);
+  out.reopened = {
+    status: await expired.textContent('[data-ldh=status]'),
+    source: await expired.textContent('[data-ldh=source]'),
+    boxes: await expired.evaluate(() => window.ldhReview.corrections()),
+    accept_disabled: await expired.$eval('[data-ldh=accept]', (b) => b.disabled),
+  };
+  //    the key is refused while saving: nothing saved, a clear message; the edits wait for a new key
+  const [first, second] = out.findings.discs.map((d) => d.level);
+  await expired.click(`[data-ldh=row][data-level="${first}"] [data-ldh=herniation]`);
+  await expired.evaluate(() => sessionStorage.setItem('ldh-assist-token', 'revoked-key'));
+  await expired.click('[data-ldh=save]');
+  await expired.waitForSelector('[data-ldh=status][data-state=auth]', { timeout: 30000 });
+  out.refused_save = {
+    message: await expired.textContent('[data-ldh=status]'),
+    toast: await expired.evaluate(() => document.body.innerText.includes('nothing was saved')),
+  };
+  await useKey(LDH_KEY);
+  out.refused_save.after_new_key = {
+    state: await expired.evaluate(() => document.querySelector('[data-ldh=status]').dataset.state),
+    rows: await expired.$$eval('[data-ldh=row]', (rows) => rows.length),
+    boxes: await expired.evaluate(() => window.cornerstoneTools.annotation.state.getAllAnnotations().filter((a) => a.metadata.toolName === 'RectangleROI').length),
+  };
+  //    a refusal by the API (one level twice: 422) is a toast with the API's message
+  await expired.selectOption(`[data-ldh=row][data-level="${second}"] [data-ldh=level]`, first);
+  await expired.click('[data-ldh=save]');
+  await expired.waitForFunction(() => document.body.innerText.includes('Not saved:'), null, { timeout: 30000 });
+  out.refused_by_api = await expired.evaluate(() => document.body.innerText.split('\n').find((l) => l.includes('Not saved:')));
+  await shot(expired, '05b-refused-by-api.png');
   await expired.close();
 
   // 8. a study with no AI result: "not analysed", nothing to save

@@ -86,7 +86,9 @@ export class ReviewSession {
     if (this.config.authRequired && !token.get()) return this.askToken('Enter your LDH Assist reviewer key to see the AI result.');
     this.message('loading', 'Loading the AI result…');
     try {
-      this.findings = await call(this.config.apiBase, 'GET', `/studies/${encodeURIComponent(this.study)}/findings`);
+      const base = `/studies/${encodeURIComponent(this.study)}`;
+      this.findings = await call(this.config.apiBase, 'GET', `${base}/findings`);
+      this.saved = (await call(this.config.apiBase, 'GET', `${base}/feedback`)).current; // the review in force
     } catch (err) {
       return this.failedLoad(err);
     }
@@ -100,9 +102,10 @@ export class ReviewSession {
     return this.message('error', err.status === 409 ? err.message : `The AI result could not be loaded: ${err.message}`, retry);
   }
 
-  askToken(text) {
+  /** Asks for a key; `resume` goes on with it (load the study, or back to the unsaved boxes after a refused save). */
+  askToken(text, resume = () => this.start()) {
     const input = el('input', { type: 'password', 'data-ldh': 'token', placeholder: 'reviewer key', style: 'width:100%;margin:6px 0;padding:4px;color:#000' });
-    const use = () => { if (input.value.trim()) { token.set(input.value); this.start(); } };
+    const use = () => { if (input.value.trim()) { token.set(input.value); resume(); } };
     input.addEventListener('keydown', (e) => { if (e.key === 'Enter') use(); });
     token.clear();
     this.message('auth', text, input, el('button', { style: BUTTON, 'data-ldh': 'use-token', onclick: use }, 'Use key'));
@@ -134,16 +137,25 @@ export class ReviewSession {
     cst.showLabelsOnly(this.services.toolGroupService.getToolGroupForViewport(this.viewport.id));
     // the first image loaded: OHIF has set up the stack, so our jump to the first row's slice is not undone
     await until('the first image', () => this.viewport.getCurrentImageId?.() && this.viewport.getImageData?.());
-    this.drawAI();
+    this.drawBoxes();
   }
 
-  drawAI() {
-    for (const d of this.findings.discs) {
+  /** The boxes to start from: the corrections in force if the study has them, else the AI's. */
+  startingBoxes() {
+    if (this.saved?.kind === 'correction') {
+      return this.saved.discs.map((d) => ({ ...d, probability: d.ai ? d.ai.probability : null, aiLevel: d.ai ? d.ai.level : null }));
+    }
+    return this.findings.discs.map((d) => ({ ...d, aiLevel: d.level }));
+  }
+
+  drawBoxes() {
+    for (const d of this.startingBoxes()) {
       const slice = this.series.slice(d.slice_index, d.sop_instance_uid);
-      const m = { level: d.level, herniation: d.herniation, probability: d.probability, aiLevel: d.level };
+      const m = { level: d.level, herniation: d.herniation, probability: d.probability, aiLevel: d.aiLevel };
       this.meta.set(cst.addBox(this.viewport, slice, d.box, labelOf(m)), m);
     }
     this.baseline = JSON.stringify(this.corrections());
+    this.drawn = true;
     this.unsubscribe = cst.onAnnotationChange(() => this.changed());
     this.state = 'ready';
     const first = this.rows()[0];
@@ -171,7 +183,7 @@ export class ReviewSession {
   }
 
   get dirty() {
-    return this.state === 'ready' && JSON.stringify(this.corrections()) !== this.baseline;
+    return this.drawn && JSON.stringify(this.corrections()) !== this.baseline;
   }
 
   changed() {
@@ -228,7 +240,8 @@ export class ReviewSession {
       if (err instanceof ApiError && err.status === 401) {
         this.toast('error', 'Your key was refused (expired or revoked): nothing was saved. Enter a valid key.');
         this.busy = false;
-        return this.askToken(`Your key was refused (${err.message}). Nothing was saved; enter a valid key, then save again.`);
+        return this.askToken(`Your key was refused (${err.message}). Nothing was saved; enter a valid key, then save again.`,
+          () => { this.state = 'ready'; this.renderPanel(); });
       }
       this.toast('error', `Not saved: ${err.message}`);
     } finally {
@@ -241,6 +254,8 @@ export class ReviewSession {
     if (this.state !== 'ready') return;
     const rows = this.rows();
     const dirty = this.dirty;
+    const missing = LEVELS.filter((l) => !rows.some((r) => r.level === l));
+    const corrected = this.saved?.kind === 'correction';
     const list = el('table', { 'data-ldh': 'levels', style: 'width:100%;border-collapse:collapse;margin-top:4px' },
       el('tr', { style: 'text-align:left;color:#9fb3c8' }, el('th', {}, 'Level'), el('th', {}, 'P(LDH)'), el('th', {}, 'Herniation'), el('th', {}, '')),
       ...rows.map((r) => el('tr', { 'data-ldh': 'row', 'data-level': r.level, 'data-uid': r.uid, style: 'border-top:1px solid #333' },
@@ -252,17 +267,23 @@ export class ReviewSession {
         el('td', {}, el('label', { style: 'cursor:pointer' },
           el('input', { type: 'checkbox', 'data-ldh': 'herniation', checked: r.herniation, onchange: (e) => this.edit(r.uid, { herniation: e.target.checked }) }),
           r.herniation ? ' present' : ' absent')),
-        el('td', {}, el('button', { 'data-ldh': 'delete', title: 'delete this box', style: 'color:#fff;background:none;border:none;cursor:pointer', onclick: () => this.remove(r.uid) }, '✕')))));
+        el('td', {}, el('button', { 'data-ldh': 'delete', title: 'delete this box', style: 'color:#fff;background:none;border:none;cursor:pointer', onclick: () => this.remove(r.uid) }, '✕')))),
+      ...missing.map((l) => el('tr', { 'data-ldh': 'missing', 'data-level': l, style: 'border-top:1px solid #333;color:#7d8fa3' },
+        el('td', {}, l), el('td', { colspan: 3 }, 'no box (add one if the disc is there)'))));
     const models = this.findings.models?.version || '';
-    const status = this.busy ? 'Saving…' : dirty ? 'Unsaved changes' : this.saved ? `Saved (${this.saved.kind}) by ${this.saved.reviewer.login}` : 'No changes';
+    const status = this.busy ? 'Saving…' : dirty ? 'Unsaved changes'
+      : this.saved ? `Reviewed (${this.saved.kind}) by ${this.saved.reviewer.login}, ${this.saved.created_at.slice(0, 16).replace('T', ' ')} UTC` : 'Not reviewed yet';
     this.show(
-      el('div', { style: 'color:#9fb3c8' }, 'Click a probability to show its slice. Drag, resize or draw boxes on the image.'),
+      el('div', { 'data-ldh': 'source', style: 'color:#9fb3c8' }, corrected ? 'Showing the corrections in force.' : 'Showing the AI result.',
+        ' Click a probability to show its slice. Drag, resize or draw boxes on the image.'),
       list,
       el('div', { style: 'margin-top:8px' },
         el('button', { style: BUTTON, 'data-ldh': 'add', onclick: () => this.addBox() }, 'Add box'),
-        el('button', { style: BUTTON, 'data-ldh': 'accept', disabled: this.busy || dirty, title: dirty ? 'you changed boxes: save corrections instead' : 'the AI result is right', onclick: () => this.submit('accept') }, 'Accept AI'),
+        el('button', { style: BUTTON, 'data-ldh': 'accept', disabled: this.busy || dirty || corrected,
+          title: corrected ? 'corrections are in force: save corrections to change them' : dirty ? 'you changed boxes: save corrections instead' : 'the AI result is right',
+          onclick: () => this.submit('accept') }, 'Accept AI'),
         el('button', { style: BUTTON, 'data-ldh': 'save', disabled: this.busy || !dirty, onclick: () => this.submit('corrections') }, 'Save corrections')),
       el('div', { 'data-ldh': 'status', 'data-state': dirty ? 'dirty' : 'clean', style: 'margin-top:6px' }, status),
-      el('div', { style: 'margin-top:6px;color:#7d8fa3;font-size:11px' }, `model ${models}`));
+      el('div', { style: 'margin-top:6px;color:#7d8fa3;font-size:11px' }, `LDH Assist ${this.config.version || ""} · model ${models}`));
   }
 }
