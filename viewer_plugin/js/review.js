@@ -1,5 +1,6 @@
-// One study's review inside OHIF: AI findings from our API drawn as editable RectangleROIs, the panel (plain DOM:
-// React is not reachable from a runtime module), and accept / save through POST /api/studies/{study}/feedback.
+// One study's review inside OHIF: the AI findings (or the corrections in force) from our API drawn as editable
+// RectangleROIs, the panel (plain DOM: React is not reachable from a runtime module), and accept / save through
+// POST /api/studies/{study}/feedback.
 
 import { ApiError, call, token } from './api.js';
 import * as cst from './cornerstone.js';
