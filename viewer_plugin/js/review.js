@@ -259,11 +259,12 @@ export class ReviewSession {
     const corrected = this.saved?.kind === 'correction';
     const list = el('table', { 'data-ldh': 'levels', style: 'width:100%;border-collapse:collapse;margin-top:4px' },
       el('tr', { style: 'text-align:left;color:#9fb3c8' }, el('th', {}, 'Level'), el('th', {}, 'P(LDH)'), el('th', {}, 'Herniation'), el('th', {}, '')),
-      ...rows.map((r) => el('tr', { 'data-ldh': 'row', 'data-level': r.level, 'data-uid': r.uid, style: 'border-top:1px solid #333' },
+      ...rows.map((r) => el('tr', { 'data-ldh': 'row', 'data-level': r.level, 'data-uid': r.uid, style: 'border-top:1px solid #333;cursor:pointer',
+        onclick: (e) => { if (!e.target.closest('select, input, button, label')) this.jump(r.uid); } },
         el('td', {},
           el('select', { 'data-ldh': 'level', style: 'color:#000', onchange: (e) => this.edit(r.uid, { level: e.target.value }) },
             ...LEVELS.map((l) => el('option', { value: l, selected: l === r.level }, l)))),
-        el('td', { 'data-ldh': 'jump', style: 'cursor:pointer;text-decoration:underline', title: `show slice ${r.index + 1}`, onclick: () => this.jump(r.uid) },
+        el('td', { 'data-ldh': 'jump', style: 'text-decoration:underline', title: `show slice ${r.index + 1}` },
           r.probability == null ? 'added' : `${Math.round(r.probability * 100)} %`),
         el('td', {}, el('label', { style: 'cursor:pointer' },
           el('input', { type: 'checkbox', 'data-ldh': 'herniation', checked: r.herniation, onchange: (e) => this.edit(r.uid, { herniation: e.target.checked }) }),
@@ -276,7 +277,7 @@ export class ReviewSession {
       : this.saved ? `Reviewed (${this.saved.kind}) by ${this.saved.reviewer.login}, ${this.saved.created_at.slice(0, 16).replace('T', ' ')} UTC` : 'Not reviewed yet';
     this.show(
       el('div', { 'data-ldh': 'source', style: 'color:#9fb3c8' }, corrected ? 'Showing the corrections in force.' : 'Showing the AI result.',
-        ' Click a probability to show its slice. Drag, resize or draw boxes on the image.'),
+        ' Click a row to show its slice. Drag, resize or draw boxes on the image.'),
       list,
       el('div', { style: 'margin-top:8px' },
         el('button', { style: BUTTON, 'data-ldh': 'add', onclick: () => this.addBox() }, 'Add box'),
