@@ -164,10 +164,16 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
     assert sorted(edits["rows"]) == sorted(discs)
     assert max(abs(a - b) for a, b in zip(edits["added"], edits["added_expected"])) <= 1
 
-    # the stored record holds exactly what the viewer showed, in the reviewer's name
-    record = FeedbackStore(LocalStorage(stack["data"])).current(stack["study"])
+    # the stored records hold exactly what the viewer showed, in the reviewer's name: the accept, then the
+    # correction that supersedes it
+    store = FeedbackStore(LocalStorage(stack["data"]))
+    accept, record = store.records(stack["study"])
+    assert accept["record_id"] == result["accepted"]["record_id"] and accept["kind"] == "accept"
+    assert result["accepted"]["toast"] and result["accepted"]["status"].startswith("Reviewed (accept) by")
+    assert {d["level"]: d["box"] for d in accept["discs"]} == {lv: d["box"] for lv, d in discs.items()}
+    assert store.current(stack["study"]) == record and record["supersedes"] == [accept["record_id"]]
     assert record["record_id"] == result["saved"]["record_id"] and record["kind"] == "correction"
-    assert record["reviewer"]["login"] == REVIEWER[1]
+    assert accept["reviewer"]["login"] == record["reviewer"]["login"] == REVIEWER[1]
     stored = {d["level"]: d for d in record["discs"]}
     assert {c["level"]: c["box"] for c in result["final"]} == {lv: d["box"] for lv, d in stored.items()}
     dragged = stored[drag["level"]]
@@ -185,19 +191,20 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
         assert stored[level]["box"] == discs[level]["box"] and stored[level]["changes"] == ["unchanged"]
     assert result["dirty_before_leaving"] and result["unload_dialog"] == "beforeunload"
 
-    # the reviewed SR went back to Orthanc (the node's export destination) with the dragged box
+    # both reviewed SRs went back to Orthanc (the node's export destination): the accept's with the AI boxes,
+    # the correction's with the edited ones
     orthanc = stack["orthanc"]
-    srs = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(
-        [i for i in orthanc.instances_of_study(stack["study"]) if i["SOPClassUID"] == SR]), 60, 0.5, "reviewed SR")
-    reviewed = None
+    srs = wait_for(lambda: (lambda s: s if len(s) == 3 else None)(
+        [i for i in orthanc.instances_of_study(stack["study"]) if i["SOPClassUID"] == SR]), 60, 0.5, "reviewed SRs")
+    verified = []
     for sr in srs:
         hits = orthanc.post("/tools/lookup", sr["SOPInstanceUID"].encode())
         with urllib.request.urlopen(f"{orthanc.base}/instances/{hits[0]['ID']}/file", timeout=30) as r:
             ds = pydicom.dcmread(io.BytesIO(r.read()))
         if ds.get("VerificationFlag") == "VERIFIED":
-            reviewed = ds
-    assert reviewed is not None, "no verified SR in Orthanc"
-    assert {d.level: list(d.box) for d in read_sr_findings(reviewed)} == {lv: d["box"] for lv, d in stored.items()}
+            verified.append({d.level: list(d.box) for d in read_sr_findings(ds)})
+    assert sorted(verified, key=str) == sorted([{lv: d["box"] for lv, d in discs.items()},
+                                                {lv: d["box"] for lv, d in stored.items()}], key=str)
 
     # robustness: a refused key, a study without AI result, a plugin module that fails to load
     assert "refused" in result["expired"] and "expired" in result["expired"]
@@ -211,7 +218,7 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
     assert "Nothing was saved" in refused["message"] and refused["toast"]
     assert refused["after_new_key"] == {"state": "dirty", "rows": 5, "boxes": 5}  # edits kept, nothing drawn twice
     assert "Not saved:" in result["refused_by_api"] and "appears twice" in result["refused_by_api"]
-    assert FeedbackStore(LocalStorage(stack["data"])).current(stack["study"])["record_id"] == record["record_id"]
+    assert store.current(stack["study"])["record_id"] == record["record_id"]  # nothing more was stored
     assert "Not analysed" in result["not_analysed"]["text"] and result["not_analysed"]["save_buttons"] == 0
     assert "could not load its extension" in result["broken"]["banner"]
     assert result["broken"]["status"] == {"extension": "failed", "mode": "failed"} and result["broken"]["study_list"]

@@ -64,7 +64,16 @@ try {
   out.jump = { level: target.level, sop: target.sop_instance_uid,
     shown_sop: await page.evaluate(() => window.ldhReview.series.byImageId.get(window.ldhReview.viewport.getCurrentImageId())?.sop) };
 
-  // 3. drag one box by its top edge, then resize it from its bottom-right corner, with the mouse
+  // 3. "Accept AI" as is (a later correction supersedes it)
+  await page.click('[data-ldh=accept]');
+  await page.waitForFunction(() => window.ldhReview.saved?.kind === 'accept', null, { timeout: 60000 });
+  out.accepted = {
+    record_id: await page.evaluate(() => window.ldhReview.saved.record_id),
+    toast: await page.evaluate(() => document.body.innerText.includes('AI result accepted as')),
+    status: await page.textContent('[data-ldh=status]'),
+  };
+
+  // 4. drag one box by its top edge, then resize it from its bottom-right corner, with the mouse
   const box = (await drawnBoxes(page)).find((b) => b.on_screen);
   const { level } = box;
   const boxOf = (l, ai) => page.evaluate(([lv, a]) => window.ldhReview.corrections().find((c) => c.level === lv && (a === undefined || c.ai_level === a)).box, [l, ai]);
@@ -96,7 +105,7 @@ try {
   out.dirty_state = await panelState(page);
   await shot(page, '02-dragged.png');
 
-  // 4. toggle herniation of a second disc, delete a third, relabel a fourth to the deleted level, and draw a
+  // 5. toggle herniation of a second disc, delete a third, relabel a fourth to the deleted level, and draw a
   //    new box, which takes the level the relabelled one left free
   const [toggled, deleted, relabelled] = out.findings.discs.map((d) => d.level).filter((l) => l !== level);
   const row = (l, what) => `[data-ldh=row][data-level="${l}"] [data-ldh=${what}]`;
@@ -122,7 +131,7 @@ try {
   };
   await shot(page, '03-edited.png');
 
-  // 5. save: corrections go to the feedback API with the reviewer's identity
+  // 6. save: corrections go to the feedback API with the reviewer's identity
   await page.click('[data-ldh=save]');
   await page.waitForFunction(() => window.ldhReview.saved, null, { timeout: 60000 });
   await page.waitForTimeout(300);
@@ -132,7 +141,7 @@ try {
   out.final = await page.evaluate(() => window.ldhReview.corrections());
   await shot(page, '04-saved.png');
 
-  // 6. a new unsaved change: leaving the page asks first (Chromium's beforeunload dialog, dismissed: we stay)
+  // 7. a new unsaved change: leaving the page asks first (Chromium's beforeunload dialog, dismissed: we stay)
   await page.click(row(toggled, 'herniation'));
   out.dirty_before_leaving = await page.evaluate(() => window.ldhReview.dirty);
   const asked = page.waitForEvent('dialog', { timeout: 10000 }).then(async (d) => { const t = d.type(); await d.dismiss(); return t; }, (e) => `none: ${e.message}`);
@@ -140,7 +149,7 @@ try {
   out.unload_dialog = await asked;
   await page.close();
 
-  // 7. a refused (expired) key: a clear message, a field for a new key
+  // 8. a refused (expired) key: a clear message, a field for a new key
   const expired = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_STUDY}`, { key: 'expired-key' });
   await expired.waitForSelector('[data-ldh=status][data-state=auth]', { timeout: 60000 });
   out.expired = await expired.textContent('[data-ldh=status]');
@@ -182,14 +191,14 @@ try {
   await shot(expired, '05b-refused-by-api.png');
   await expired.close();
 
-  // 8. a study with no AI result: "not analysed", nothing to save
+  // 9. a study with no AI result: "not analysed", nothing to save
   const none = await open(`/viewer/ldh-review?StudyInstanceUIDs=${LDH_UNANALYSED}`);
   await none.waitForSelector('[data-ldh=status][data-state=not-analysed]', { timeout: 60000 });
   out.not_analysed = { text: await none.textContent('[data-ldh=status]'), save_buttons: await none.$$eval('[data-ldh=save], [data-ldh=accept]', (b) => b.length) };
   await shot(none, '06-not-analysed.png');
   await none.close();
 
-  // 9. our extension module fails to load: the plain viewer still works and says why
+  // 10. our extension module fails to load: the plain viewer still works and says why
   const broken = await open('/viewer/', { route: { url: '**/viewer/ldh/extension.js', handler: (r) => r.fulfill({ status: 500, body: 'boom' }) } });
   await broken.waitForSelector('#ldh-assist-banner', { timeout: 60000 });
   await broken.waitForFunction(() => document.body.innerText.includes('Study List'), null, { timeout: 60000 });
