@@ -23,8 +23,12 @@ class SeriesAnalyzer:
         if engine is None:
             engine = InferenceEngine(settings)
             engine.warm_up()  # compile the graphs now, not on the first study a PACS sends
+        self.use_engine(engine)
+
+    def use_engine(self, engine) -> None:
+        """Analyse with ``engine`` from the next series on (hot reload); a series under way keeps its engine."""
         self.engine = engine
-        self.model_version = f"{self.engine.seg_ref.version}+{self.engine.cls_ref.version}"
+        self.model_version = f"{engine.seg_ref.version}+{engine.cls_ref.version}"
 
     def __call__(self, series_dir: Path, out_dir: Path) -> list[Path]:
         from ai_service.analyze import analyze_path

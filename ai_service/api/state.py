@@ -61,6 +61,8 @@ class AppState:
             self.versions = ModelVersions(seg.version, cls.version)
         self.worker = Worker(self.jobs, self._run_job, on_finish=self._job_finished)
         self.bridge = None  # NodeBridge when the DICOM node runs in this process (use_node)
+        self._swap_callbacks = []
+        self.reloader = None  # EngineReloader (ai_service/hot_reload.py) once started
 
     def use_node(self, node) -> None:
         """Send uploads through the DICOM node's inbox / routing / jobs / exporter from now on."""
@@ -78,9 +80,27 @@ class AppState:
             threading.Thread(target=self._load_engine, name="ldh-engine-load", daemon=True).start()
         self.metrics.engine_ready.set(1 if self._engine is not None else 0)
         self.worker.start()
+        if self.settings.pipeline_hot_reload_s > 0:
+            from ai_service.hot_reload import EngineReloader
+
+            self.reloader = EngineReloader(self.settings, lambda: self.versions, self.swap_engine,
+                                           self.settings.pipeline_hot_reload_s).start()
 
     def stop(self) -> None:
+        if self.reloader is not None:
+            self.reloader.stop()
         self.worker.stop()
+
+    def on_engine_swap(self, callback) -> None:
+        self._swap_callbacks.append(callback)
+
+    def swap_engine(self, engine: InferenceEngine) -> None:
+        """Use ``engine`` from the next job on; jobs holding the old one finish on it (hot reload)."""
+        self._engine = engine
+        self.versions = engine.versions
+        self._engine_ready.set()
+        for callback in self._swap_callbacks:
+            callback(engine)
 
     def _load_engine(self) -> None:
         try:

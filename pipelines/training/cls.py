@@ -65,21 +65,31 @@ def _fit(model, data: ClsData, val: ClsData, epochs: int, batch: int, seed: int,
 
 
 def train_cls(data: ClsData, val: ClsData, *, epochs: int, batch: int, trials: int, seed: int, workdir: Path,
-              verbose: int = 1):
-    """Random search over the CNN's width/depth/dropout/learning rate (``trials``), then refit the best."""
+              verbose: int = 1, init=None):
+    """Random search over the CNN's width/depth/dropout/learning rate (``trials``), then refit the best.
+
+    With ``init`` (a Keras classifier: warm start, e.g. production) every trial starts from its weights and only
+    the learning rate is searched (fine-tuning keeps the architecture).
+    """
     import keras
     import keras_tuner as kt
 
     from ai_service.networks import build_classifier
 
     def build(hp):
-        model = build_classifier(
-            filters=hp.Choice("filters", [8, 12, 16]),
-            blocks=hp.Int("blocks", 2, 3),
-            dense=hp.Choice("dense", [32, 64]),
-            dropout=hp.Float("dropout", 0.1, 0.5, step=0.1),
-        )
-        model.compile(optimizer=keras.optimizers.Adam(hp.Float("lr", 3e-4, 3e-3, sampling="log")),
+        if init is not None:
+            model = type(init).from_config(init.get_config())
+            model.set_weights(init.get_weights())
+            lr = hp.Float("lr", 5e-5, 1e-3, sampling="log")
+        else:
+            model = build_classifier(
+                filters=hp.Choice("filters", [8, 12, 16]),
+                blocks=hp.Int("blocks", 2, 3),
+                dense=hp.Choice("dense", [32, 64]),
+                dropout=hp.Float("dropout", 0.1, 0.5, step=0.1),
+            )
+            lr = hp.Float("lr", 3e-4, 3e-3, sampling="log")
+        model.compile(optimizer=keras.optimizers.Adam(lr),
                       loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
         return model
 

@@ -1,0 +1,91 @@
+"""Step 5 and the registry's alias history: the gate, ``promote`` and ``rollback``.
+
+Model versions are immutable folders (:mod:`ai_service.registry`); what changes is the ``production`` alias. Every
+change is appended to ``<store>/<name>/alias-history.jsonl`` (who/what moved it, from which version, why), so a
+rollback knows the version before and the lineage of every production period stays readable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ai_service.errors import ModelError
+from ai_service.registry import ModelRegistry
+
+HISTORY = "alias-history.jsonl"
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    min_auc_gain: float
+    max_sens_loss: float
+    max_frozen_auc_loss: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str]  # every check, passed or failed, in words
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def gate(candidate: dict, production: dict, settings: GateSettings) -> Decision:
+    """Promote only when every check passes.
+
+    ``candidate`` / ``production``: :func:`pipelines.retrain.evaluate.compare` metrics per set (``holdout``,
+    ``frozen``, ``pooled``). The AUC must gain ``min_auc_gain`` on the new hold-out (where the model is used),
+    may lose at most ``max_frozen_auc_loss`` on the frozen phantom set (old skills), and sensitivity at the
+    operating specificity on everything pooled may drop at most ``max_sens_loss``.
+    """
+    checks = []
+    gain = candidate["holdout"]["auc"] - production["holdout"]["auc"]
+    checks.append((gain >= settings.min_auc_gain,
+                   f"hold-out AUC {candidate['holdout']['auc']:.4f} vs production {production['holdout']['auc']:.4f} "
+                   f"(gain {gain:+.4f}, needed >= {settings.min_auc_gain:+.4f})"))
+    loss = production["frozen"]["auc"] - candidate["frozen"]["auc"]
+    checks.append((loss <= settings.max_frozen_auc_loss,
+                   f"frozen-set AUC {candidate['frozen']['auc']:.4f} vs production {production['frozen']['auc']:.4f} "
+                   f"(loss {loss:+.4f}, allowed <= {settings.max_frozen_auc_loss:.4f})"))
+    sens_loss = production["pooled"]["sensitivity"] - candidate["pooled"]["sensitivity"]
+    checks.append((sens_loss <= settings.max_sens_loss + 1e-9,
+                   f"sensitivity at the operating specificity {candidate['pooled']['sensitivity']:.4f} vs production "
+                   f"{production['pooled']['sensitivity']:.4f} (loss {sens_loss:+.4f}, allowed <= "
+                   f"{settings.max_sens_loss:.4f})"))
+    for name, m in (("candidate", candidate), ("production", production)):
+        if any(v != v for v in (m["holdout"]["auc"], m["frozen"]["auc"])):  # NaN: a set without both classes
+            checks.append((False, f"{name} AUC undefined (a set lacks herniated or healthy discs)"))
+    return Decision(all(ok for ok, _ in checks), [("passed: " if ok else "FAILED: ") + text for ok, text in checks])
+
+
+def history(registry: ModelRegistry, name: str) -> list[dict]:
+    path = Path(registry.root) / name / HISTORY
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def set_production(registry: ModelRegistry, name: str, version: str, *, action: str, reason: str,
+                   run_id: str | None = None) -> dict:
+    """Point ``production`` at ``version`` (resolving it first) and append the change to the history."""
+    ref = registry.resolve(name, version)
+    entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "action": action, "alias": "production", "from": registry.aliases(name).get("production"),
+             "to": ref.version, "reason": reason, "run_id": run_id}
+    path = Path(registry.root) / name / HISTORY
+    with open(path, "a") as fh:  # history first: an alias change never goes unrecorded
+        fh.write(json.dumps(entry) + "\n")
+    registry.set_alias(name, "production", ref.version)
+    return entry
+
+
+def rollback(registry: ModelRegistry, name: str, reason: str = "manual rollback") -> dict:
+    """Point ``production`` back at the version it had before its current one."""
+    current = registry.aliases(name).get("production")
+    for entry in reversed(history(registry, name)):
+        if entry["to"] == current and entry["from"] and entry["from"] != current:
+            return set_production(registry, name, entry["from"], action="rollback", reason=reason)
+    raise ModelError(f"{name}: no earlier production version recorded in {HISTORY} to roll back to "
+                     f"(production is {current}); use `ldh models promote {name} VERSION`")

@@ -1,0 +1,138 @@
+"""Retraining pieces without training: supersession + watermark, the gate, promote/rollback, the schedule,
+Vertex submit/schedule (only the Google API clients mocked), hot reload under concurrent requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from ai_service.config import Settings
+from ai_service.errors import ModelError
+from ai_service.feedback import FeedbackStore
+from ai_service.registry import ModelRegistry
+from ai_service.storage import LocalStorage
+from pipelines.retrain.collect import collect
+from pipelines.retrain.promotion import GateSettings, gate, history, rollback, set_production
+
+
+def rec(study, kind, rid):
+    return {"record_id": rid, "kind": kind, "study_instance_uid": study, "supersedes": []}
+
+
+def test_supersession_and_new_records_since_last_dataset(tmp_path):
+    storage = LocalStorage(tmp_path)
+    fb = FeedbackStore(storage)
+    fb.add(rec("1.1", "accept", "20260101T000000000000Z-a"))
+    fb.add(rec("1.1", "correction", "20260102T000000000000Z-b"))  # supersedes the accept
+    fb.add(rec("1.1", "correction", "20260103T000000000000Z-c"))  # supersedes the earlier correction
+    fb.add(rec("1.2", "accept", "20260101T000000000000Z-d"))
+    c = collect(storage, min_new=3)
+    assert [r["record_id"] for r in c.records] == ["20260101T000000000000Z-d", "20260103T000000000000Z-c"]
+    assert not c.enough and "not enough new feedback: 2 new record(s)" in c.message
+    storage.write_bytes("datasets/ds-1/manifest.json", json.dumps({"record_ids": c.new_ids}).encode())
+    fb.add(rec("1.2", "correction", "20260104T000000000000Z-e"))  # a new record of an exported study counts
+    c = collect(storage, min_new=1)
+    assert c.previous_version == "ds-1" and c.new_ids == ["20260104T000000000000Z-e"] and c.enough
+
+
+def m(holdout_auc, frozen_auc, sens):
+    return {"holdout": {"auc": holdout_auc}, "frozen": {"auc": frozen_auc}, "pooled": {"sensitivity": sens}}
+
+
+G = GateSettings(min_auc_gain=0.02, max_sens_loss=0.0, max_frozen_auc_loss=0.02)
+
+
+def test_gate_accepts_better_and_refuses_worse():
+    assert gate(m(0.93, 0.97, 0.90), m(0.87, 0.975, 0.88), G).promote
+    worse = gate(m(0.85, 0.97, 0.90), m(0.87, 0.97, 0.90), G)
+    assert not worse.promote and any(r.startswith("FAILED: hold-out AUC") for r in worse.reasons)
+    forgot = gate(m(0.95, 0.90, 0.90), m(0.87, 0.97, 0.90), G)
+    assert not forgot.promote and any(r.startswith("FAILED: frozen-set AUC") for r in forgot.reasons)
+    lost = gate(m(0.95, 0.97, 0.85), m(0.87, 0.97, 0.90), G)
+    assert not lost.promote and any(r.startswith("FAILED: sensitivity") for r in lost.reasons)
+    assert not gate(m(float("nan"), 0.97, 0.9), m(0.8, 0.97, 0.9), G).promote
+
+
+def make_version(root, name, version):
+    (root / name / version).mkdir(parents=True)
+    (root / name / version / "model.keras").write_bytes(b"x")
+    (root / name / version / "card.json").write_text("{}")
+
+
+def test_promote_and_rollback_keep_a_history(tmp_path, capsys):
+    from ai_service.cli import main
+
+    for v in ("v1", "v2", "v3"):
+        make_version(tmp_path, "m", v)
+    reg = ModelRegistry(tmp_path)
+    reg.set_alias("m", "production", "v1")
+    with pytest.raises(ModelError, match="no earlier production version"):
+        rollback(reg, "m")
+    set_production(reg, "m", "v2", action="promote", reason="gate", run_id="run-1")
+    with mock.patch("ai_service.cli.Settings", lambda: Settings(_env_file=None, model_store=tmp_path)):
+        assert main(["models", "promote", "m", "v3"]) == 0
+        assert reg.aliases("m")["production"] == "v3"
+        assert main(["models", "rollback", "m"]) == 0
+    assert reg.aliases("m")["production"] == "v2"
+    assert "production v3 -> v2 (rollback)" in capsys.readouterr().out
+    assert [(h["from"], h["to"], h["action"]) for h in history(reg, "m")] == [
+        ("v1", "v2", "promote"), ("v2", "v3", "promote"), ("v3", "v2", "rollback")]
+    with pytest.raises(ModelError):
+        set_production(reg, "m", "v9", action="promote", reason="x")
+
+
+def test_scheduler_runs_at_most_one_pipeline_at_a_time(tmp_path):
+    from pipelines.retrain.scheduler import JOB_ID, ScheduleError, start_scheduler
+
+    assert start_scheduler(Settings(_env_file=None, pipeline_cron="")) is None
+    with pytest.raises(ScheduleError, match="LDH_PIPELINE_CRON 'every day'"):
+        start_scheduler(Settings(_env_file=None, pipeline_cron="every day"))
+    s = start_scheduler(Settings(_env_file=None, pipeline_cron="0 3 * * 1"), job=lambda settings: 0)
+    try:
+        job = s.get_job(JOB_ID)
+        assert job.max_instances == 1 and job.coalesce and "day_of_week='1'" in str(job.trigger)
+    finally:
+        s.shutdown(wait=False)
+
+
+def vertex_settings(**kw):
+    values = dict(vertex_project="proj", vertex_location="europe-west4", vertex_pipeline_root="gs://bucket/root",
+                  vertex_service_account="pipelines@proj.iam.gserviceaccount.com", model_store=Path("/models"),
+                  data_dir=Path("/data"))
+    values.update(kw)
+    return Settings(_env_file=None, **values)
+
+
+def test_vertex_submit_and_schedule_with_mocked_google_clients(tmp_path):
+    from google.cloud.aiplatform_v1.services.pipeline_service import PipelineServiceClient
+    from google.cloud.aiplatform_v1 import types
+    from google.cloud.aiplatform_v1.services.schedule_service import ScheduleServiceClient
+
+    from pipelines.retrain import runner
+    from pipelines.retrain.config import RetrainConfig
+
+    settings = vertex_settings()
+    cfg = RetrainConfig.from_settings(settings)
+    template = runner.compile_pipeline(settings, tmp_path / "p.yaml")
+    with mock.patch("google.auth.default", return_value=(mock.MagicMock(), "proj")), \
+         mock.patch("google.cloud.aiplatform.utils.gcs_utils."
+                    "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist"), \
+         mock.patch.object(PipelineServiceClient, "create_pipeline_job") as create_job, \
+         mock.patch.object(ScheduleServiceClient, "create_schedule") as create_schedule:
+        create_job.return_value = types.PipelineJob(name="projects/proj/locations/europe-west4/pipelineJobs/run-x")
+        runner.submit(settings, cfg, template, "run-x")
+        job = create_job.call_args.kwargs["pipeline_job"]
+        assert create_job.call_args.kwargs["pipeline_job_id"] == "run-x"
+        assert job.service_account == "pipelines@proj.iam.gserviceaccount.com"
+        assert job.runtime_config.gcs_output_directory == "gs://bucket/root"
+        assert json.loads(job.runtime_config.parameter_values["config_json"])["data_dir"] == "/data"
+        create_schedule.return_value = types.Schedule(name="projects/proj/locations/europe-west4/schedules/1")
+        runner.schedule(settings, cfg, template, "0 3 * * 1")
+        sched = create_schedule.call_args.kwargs["schedule"]
+        assert sched.cron == "0 3 * * 1" and sched.max_concurrent_run_count == 1
+    with pytest.raises(runner.PipelineSetupError, match="LDH_VERTEX_SERVICE_ACCOUNT"):
+        runner.submit(vertex_settings(vertex_service_account=None), cfg, template)
