@@ -58,6 +58,10 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         ref = registry.resolve(args.name, args.version)
         print(json.dumps({"name": ref.name, "version": ref.version, "path": str(ref.path), "card": ref.card}, indent=2))
         return 0
+    if args.models_command in ("promote", "rollback"):
+        from pipelines.retrain.cli import run_model_command
+
+        return run_model_command(args, settings)
     if args.models_command == "export-onnx":
         from ai_service.runtime import add_onnx_export
 
@@ -86,6 +90,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
     node = Node(settings, analyzer).start()
+    from pipelines.retrain.scheduler import start_scheduler
+
+    scheduler = start_scheduler(settings)  # LDH_PIPELINE_CRON: retraining inside the embedded default
     signal.signal(signal.SIGTERM, lambda *_: node.request_stop())
     print(f"ldh serve: {settings.node_ae_title} listening on {settings.node_host}:{node.port}, "
           f"data in {settings.data_dir}" + (" (receive only)" if analyzer is None else
@@ -96,6 +103,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if api is not None:
             api.stop()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
     return 0
 
 
@@ -114,6 +123,7 @@ def _start_api(args: argparse.Namespace, settings: Settings, analyzer, node):
         raise
     if analyzer is not None:  # uploads go through the node's inbox, routing, jobs and exporter
         api.app.state.ldh.use_node(node)
+        api.app.state.ldh.on_engine_swap(analyzer.use_engine)  # hot reload reaches the node's worker too
     print(f"ldh serve: API and web page on {api.url} (OpenAPI at {api.url}docs)", flush=True)
     return api
 
@@ -130,6 +140,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from pipelines.phantom.cli import add_parser as add_phantom
+    from pipelines.retrain.cli import add_model_commands, add_pipeline_parser
     from pipelines.training.cli import add_parsers as add_training
 
     parser = argparse.ArgumentParser(
@@ -185,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "weights and every other card field stay as they are.")
     ep.add_argument("name", help="model name (disc-seg, herniation-cls)")
     ep.add_argument("version", help="version or alias")
+    add_model_commands(msub)
     p.set_defaults(func=_models)
+    add_pipeline_parser(sub)
     return parser
 
 

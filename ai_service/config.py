@@ -137,39 +137,6 @@ class Settings(BaseSettings):
     pipeline_min_new_records: int = Field(
         50, ge=1, description="Feedback records in force not in the last dataset version needed to start a run.")
     pipeline_min_auc_gain: float = Field(
-        0.01, ge=0.0, description="Promotion gate: the candidate's hold-out AUC must beat production's by this much.")
-    pipeline_max_sens_loss: float = Field(
-        0.0, ge=0.0, description="Promotion gate: largest sensitivity drop (at the operating specificity) allowed.")
-    pipeline_max_frozen_auc_loss: float = Field(
-        0.02, ge=0.0, description="Promotion gate: largest AUC drop allowed on the frozen phantom evaluation set.")
-    pipeline_tuner_trials: int = Field(2, ge=1, description="Keras Tuner trials (the search budget).")
-    pipeline_epochs: int = Field(8, ge=1, description="Training epochs of the candidate classifier.")
-    pipeline_warm_start: bool = Field(
-        True, description="Start the candidate from production's weights (the tuner searches the learning rate).")
-    pipeline_replay_cases: int = Field(
-        60, ge=0, description="Phantom cases of the original training distribution mixed into every training set.")
-    pipeline_frozen_eval_cases: int = Field(
-        40, ge=1, description="Phantom cases of the frozen evaluation set (fixed seed, same for every run).")
-    pipeline_holdout_fraction: float = Field(
-        0.25, gt=0.0, lt=1.0, description="Share of pseudonymous patients whose feedback goes to the hold-out split.")
-    pipeline_deid_key: str | None = Field(
-        None, description="Secret for the keyed hash of patient keys (default: a random key kept in "
-        "<data_dir>/pipelines/deid.key).")
-    pipeline_cron: str = Field(
-        "", description="Crontab (5 fields, UTC) on which `ldh serve` runs the pipeline locally; empty = never.")
-    pipeline_hot_reload_s: float = Field(
-        10.0, ge=0.0, description="How often the service checks the production aliases (0 = never hot-reload).")
-    vertex_project: str | None = Field(None, description="GCP project for `ldh pipeline submit|schedule`.")
-    vertex_location: str = Field("europe-west4", description="Vertex AI region.")
-    vertex_pipeline_root: str | None = Field(None, description="gs:// root for Vertex pipeline artifacts.")
-    vertex_service_account: str | None = Field(None, description="Service account the Vertex pipeline runs as.")
-    pipeline_image: str = Field(
-        "python:3.11", description="Container image of the pipeline's components on Vertex (with ldh-assist installed).")
-
-    # ---------------------------------------------------------------- retraining pipeline (pipelines/retrain/)
-    pipeline_min_new_records: int = Field(
-        50, ge=1, description="Feedback records in force not in the last dataset version needed to start a run.")
-    pipeline_min_auc_gain: float = Field(
         0.02, ge=0.0, description="Promotion gate: the candidate's hold-out AUC must beat production's by this much.")
     pipeline_max_sens_loss: float = Field(
         0.0, ge=0.0, description="Promotion gate: largest sensitivity drop (at the operating specificity) allowed.")
