@@ -136,3 +136,17 @@ def test_vertex_submit_and_schedule_with_mocked_google_clients(tmp_path):
         assert sched.cron == "0 3 * * 1" and sched.max_concurrent_run_count == 1
     with pytest.raises(runner.PipelineSetupError, match="LDH_VERTEX_SERVICE_ACCOUNT"):
         runner.submit(vertex_settings(vertex_service_account=None), cfg, template)
+
+
+def test_identifier_scan_finds_names_ids_in_file_names_and_bytes(tmp_path):
+    from pipelines.retrain.deid import patient_key, scan_for_identifiers, split_of
+
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "crops" / "PH0000001234-L4-L5.npy").write_bytes(b"\x00" * 10)
+    (tmp_path / "labels.csv").write_text("file,label\nx,1\n# Doe Jane\n")
+    (tmp_path / "ok.npy").write_bytes("ACC-99".encode("utf-16-le"))
+    hits = scan_for_identifiers(tmp_path, ["PH0000001234", "Doe^Jane", "ACC-99", "1"])
+    assert {h.split(":")[0] for h in hits} == {"crops/PH0000001234-L4-L5.npy", "labels.csv", "ok.npy"}
+    key = patient_key(b"k", "PH0000001234")
+    assert "PH0000001234" not in key and key == patient_key(b"k", "PH0000001234") != patient_key(b"j", "PH0000001234")
+    assert split_of(key, 0.25, 0.15) == split_of(key, 0.25, 0.15) in ("train", "val", "test")
