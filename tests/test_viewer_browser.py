@@ -1,6 +1,7 @@
 """The OHIF viewer's LDH review mode end to end: Orthanc (+DICOMweb) -> DICOM node -> analysis -> SEG/SR back to
 Orthanc; the prebuilt OHIF at /viewer reads Orthanc through our /dicom-web proxy; headless Debian Chromium checks
 the AI boxes, drags one, saves, and we check the stored feedback record and the reviewed SR that reached Orthanc.
+OHIF's own longitudinal viewer then hydrates the AI SR and a reviewed SR into RectangleROI measurements.
 
 Screenshots land in ``test-artifacts/viewer/``. Skips when Orthanc, chromium, node, playwright-core or the
 installed OHIF is missing, except under CI=true, where it fails.
@@ -85,7 +86,8 @@ def stack(tmp_path_factory):
         orthanc.post("/modalities/LDH/store", {"Resources": ids, "Synchronous": True})
         wait_for(lambda: sum(i["SOPClassUID"] == SR for i in orthanc.instances_of_study(study)) == 1, 180, 0.5,
                  "the AI SR in Orthanc")
-        yield {"url": api.url, "data": root / "data", "orthanc": orthanc, "study": study, "unanalysed": studies[1]}
+        yield {"url": api.url, "data": root / "data", "orthanc": orthanc, "study": study, "unanalysed": studies[1],
+               "settings": settings}
     finally:
         if api is not None:
             api.stop()
@@ -225,3 +227,63 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
     for name in ("01-ai-boxes.png", "02-dragged.png", "03-edited.png", "04-saved.png", "05-expired-key.png",
                  "05b-refused-by-api.png", "06-not-analysed.png", "07-plugin-failed.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000, name
+
+
+def _dataset(orthanc, sop: str) -> pydicom.Dataset:
+    hits = orthanc.post("/tools/lookup", sop.encode())
+    with urllib.request.urlopen(f"{orthanc.base}/instances/{hits[0]['ID']}/file", timeout=30) as r:
+        return pydicom.dcmread(io.BytesIO(r.read()))
+
+
+def _box(points) -> list[float]:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def test_ohif_hydrates_the_ai_and_a_reviewed_sr_as_rectangles_at_the_findings_boxes(stack):
+    """OHIF's own longitudinal viewer turns each disc group of our SRs into an editable RectangleROI: the reason
+    the SR's groups carry a SCOORD POLYLINE and no NUM (FACTS.md). Runs last: the reviewed SR it stores would
+    otherwise count among the review test's SRs in Orthanc."""
+    from ai_service.encoders import ReviewedDisc, Reviewer, encode_reviewed_sr
+
+    orthanc, study = stack["orthanc"], stack["study"]
+    request = urllib.request.Request(f"{stack['url']}api/studies/{study}/findings",
+                                     headers={"Authorization": f"Bearer {REVIEWER[0]}"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        discs = json.loads(r.read())["discs"]
+    instances = orthanc.instances_of_study(study)
+    sources = [_dataset(orthanc, i["SOPInstanceUID"]) for i in instances if i["Modality"] == "MR"]
+    ai_sr = next(ds for ds in (_dataset(orthanc, i["SOPInstanceUID"]) for i in instances if i["SOPClassUID"] == SR)
+                 if ds.VerificationFlag == "UNVERIFIED")
+    # a reviewer moves and resizes every box, flips each herniation and deletes the last level
+    corrections = [ReviewedDisc(d["level"], d["slice_index"], tuple(v + s for v, s in zip(d["box"], (3, -2, 5, 1))),
+                                not d["herniation"]) for d in discs[:-1]]
+    reviewed = encode_reviewed_sr(sources, ai_sr, corrections, Reviewer("Doe^Jane", "jdoe"), stack["settings"])
+    buffer = io.BytesIO()
+    reviewed.save_as(buffer)
+    orthanc.post("/instances", buffer.getvalue())
+    expected = {ai_sr.SOPInstanceUID: {d["level"]: (d["sop_instance_uid"], d["box"]) for d in discs},
+                reviewed.SOPInstanceUID: {c.level: (d["sop_instance_uid"], list(c.box))
+                                          for c, d in zip(corrections, discs)}}
+
+    env = dict(os.environ, LDH_URL=stack["url"], LDH_STUDY=study, LDH_SRS=json.dumps(list(expected)),
+               LDH_ARTIFACTS=str(ARTIFACTS), LDH_CHROMIUM=CHROMIUM)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["node", "sr_hydrate.mjs"], cwd=BROWSER_DIR, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    (ARTIFACTS / "sr-hydration.json").write_text(json.dumps(result, indent=2) + "\n")
+    assert "error" not in result, result["error"]
+    assert not result["console"], result["console"]
+    for sop, levels in expected.items():
+        seen = result["srs"][sop]
+        assert seen["rehydratable"] and seen["error"] is None, seen
+        rects = seen["measurements"]
+        assert [m["tool"] for m in rects] == ["RectangleROI"] * len(levels), rects
+        for level, (image_sop, box) in levels.items():  # OHIF shows no label; the finding site names the level
+            site = f"Level of {level.replace('-', '/')} intervertebral disc"
+            mine = [m for m in rects if m["finding_sites"] == [site]]
+            assert len(mine) == 1, (level, [m["finding_sites"] for m in rects])
+            assert mine[0]["sop"] == image_sop, level
+            assert max(abs(a - b) for a, b in zip(_box(mine[0]["image_points"]), box)) <= 0.5, (level, mine[0])
