@@ -65,3 +65,17 @@ def test_missing_ohif_and_missing_or_unreachable_pacs_say_what_to_do(tmp_path):
         assert client.post("/dicom-web/studies", content=b"x").status_code == 405  # read-only: no STOW through us
     with client_for(settings_for(tmp_path / "data3", viewer_enabled=False)) as client:
         assert client.get("/viewer/").status_code == 404
+
+
+def test_the_api_logs_where_the_viewer_is_or_why_not(tmp_path, ohif, caplog):
+    from ai_service.api.server import ApiServer
+
+    caplog.set_level("INFO", logger="ai_service.api.routers.viewer")
+    urls = []
+    for folder, ohif_dir in (("ready", ohif), ("missing", tmp_path / "nothing")):
+        api = ApiServer(settings_for(tmp_path / folder, viewer_ohif_dir=ohif_dir), host="127.0.0.1", port=0).start()
+        urls.append(api.url)
+        api.stop()
+    ready, missing = [r for r in caplog.records if r.name == "ai_service.api.routers.viewer"]
+    assert ready.getMessage() == "viewer ready" and ready.url == f"{urls[0]}viewer/"
+    assert missing.getMessage() == "viewer unavailable" and "install-ohif.sh" in missing.reason

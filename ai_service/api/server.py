@@ -52,6 +52,9 @@ class ApiServer:
             if time.monotonic() > deadline:
                 raise RuntimeError("the API did not start in time")
             time.sleep(0.05)
+        from ai_service.api.routers.viewer import announce
+
+        announce(self.app.state.ldh.settings, self.url)
         return self
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -51,6 +51,16 @@ def _need_viewer(settings: Settings) -> Path:
     return root
 
 
+def announce(settings: Settings, base_url: str) -> None:
+    """Log where the viewer is (or why it is not), so ``ldh serve``'s log tells the reader where to click."""
+    try:
+        _need_viewer(settings)
+    except HTTPException as exc:
+        log.info("viewer unavailable", extra={"reason": exc.detail})
+        return
+    log.info("viewer ready", extra={"url": f"{base_url.rstrip('/')}{PREFIX}/", "pacs": settings.viewer_dicomweb_url})
+
+
 def app_config(settings: Settings) -> str:
     """``window.config`` for OHIF (data source = the PACS, our modules) and ``window.LDH_ASSIST`` for the plugin."""
     if settings.viewer_dicomweb_url and settings.viewer_dicomweb_proxy:
