@@ -192,6 +192,7 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
     for level in untouched:
         assert stored[level]["box"] == discs[level]["box"] and stored[level]["changes"] == ["unchanged"]
     assert result["dirty_before_leaving"] and result["unload_dialog"] == "beforeunload"
+    assert result["return_dialog"] == {"type": "confirm", "path": "/viewer/ldh-review", "dirty": True}
 
     # both reviewed SRs went back to Orthanc (the node's export destination): the accept's with the AI boxes,
     # the correction's with the edited ones

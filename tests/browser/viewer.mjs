@@ -22,6 +22,9 @@ const showsABox = () => {
   const shown = r.viewport.getCurrentImageId();
   return r.rows().some((row) => row.annotation.metadata.referencedImageId === shown);
 };
+// the type of the next dialog the page opens, dismissed ('none: ...' if none comes)
+const dismissNext = (page) => page.waitForEvent('dialog', { timeout: 10000 })
+  .then(async (d) => { const t = d.type(); await d.dismiss(); return t; }, (e) => `none: ${e.message}`);
 const panelState = (page) => page.evaluate(() => document.querySelector('[data-ldh=status]')?.dataset.state);
 
 // Every RectangleROI as Cornerstone itself maps it to image pixels (an independent check of our mapping)
@@ -144,7 +147,11 @@ try {
   // 7. a new unsaved change: leaving the page asks first (Chromium's beforeunload dialog, dismissed: we stay)
   await page.click(row(toggled, 'herniation'));
   out.dirty_before_leaving = await page.evaluate(() => window.ldhReview.dirty);
-  const asked = page.waitForEvent('dialog', { timeout: 10000 }).then(async (d) => { const t = d.type(); await d.dismiss(); return t; }, (e) => `none: ${e.message}`);
+  // OHIF's own back arrow (in-app navigation, no unload) asks too; dismissed: still on the study, still dirty
+  const confirmed = dismissNext(page);
+  await page.click('[data-cy="return-to-work-list"]');
+  out.return_dialog = { type: await confirmed, path: new URL(page.url()).pathname, dirty: await page.evaluate(() => window.ldhReview?.dirty) };
+  const asked = dismissNext(page);
   page.goto('about:blank').catch(() => {});
   out.unload_dialog = await asked;
   await page.close();

@@ -48,6 +48,15 @@ export class ReviewSession {
       if (this.dirty) { e.preventDefault(); e.returnValue = ''; }
     };
     window.addEventListener('beforeunload', this.onUnload);
+    // OHIF's back-to-study-list arrow navigates inside the app (no unload): ask before React sees the click
+    this.onLeave = (e) => {
+      if (this.dirty && e.target.closest?.('[data-cy="return-to-work-list"]')
+          && !window.confirm('Unsaved box changes will be lost. Leave this study?')) {
+        e.stopPropagation();
+        e.preventDefault();
+      }
+    };
+    window.addEventListener('click', this.onLeave, true);
     window.ldhReview = this; // for tests and support: the live session
     this.start().catch((err) => this.fail(err));
   }
@@ -60,6 +69,7 @@ export class ReviewSession {
 
   dispose() {
     window.removeEventListener('beforeunload', this.onUnload);
+    window.removeEventListener('click', this.onLeave, true);
     if (this.unsubscribe) this.unsubscribe();
     this.meta.forEach((_, uid) => cst.removeBox(uid));
     if (window.ldhReview === this) window.ldhReview = null;
