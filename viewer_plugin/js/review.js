@@ -140,11 +140,19 @@ export class ReviewSession {
       displaySetService.getActiveDisplaySets().find((d) => d.SeriesInstanceUID === seriesUID && d.images?.length));
     const dataSource = this.extensions.getActiveDataSource()[0];
     this.series = new cst.Series(displaySet, (instance) => dataSource.getImageIdsForInstance({ instance }));
-    if (!cst.viewportShowing(this.series)) {
+    // Ask for the series only once the grid has a viewport: on a busy machine the display sets arrive before
+    // OHIF lays out the grid, and asking then throws "ViewportId is required". Ask again if the hanging
+    // protocol puts another series there after us.
+    let asked = 0;
+    this.viewport = await until('the series to be displayed', () => {
+      const shown = cst.viewportShowing(this.series);
       const { activeViewportId } = viewportGridService.getState();
-      viewportGridService.setDisplaySetsForViewport({ viewportId: activeViewportId, displaySetInstanceUIDs: [displaySet.displaySetInstanceUID] });
-    }
-    this.viewport = await until('the series to be displayed', () => cst.viewportShowing(this.series));
+      if (!shown && activeViewportId && Date.now() - asked > 2000) {
+        asked = Date.now();
+        viewportGridService.setDisplaySetsForViewport({ viewportId: activeViewportId, displaySetInstanceUIDs: [displaySet.displaySetInstanceUID] });
+      }
+      return shown;
+    });
     cst.showLabelsOnly(this.services.toolGroupService.getToolGroupForViewport(this.viewport.id));
     // the first image loaded: OHIF has set up the stack, so our jump to the first row's slice is not undone
     await until('the first image', () => this.viewport.getCurrentImageId?.() && this.viewport.getImageData?.());
