@@ -29,6 +29,10 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--trials", type=int, default=2, help="cls: Keras Tuner trials (the search budget)")
     p.add_argument("--herniation-rate", type=float, default=0.35, help="per-level herniation probability")
     p.add_argument("--profile", default="default", help="phantom profile (default, shifted)")
+    p.add_argument("--random-contrast", type=float, default=None, metavar="P",
+                   help="share of training phantoms with SynthSeg-style random tissue contrast (default: the "
+                        "profile's, 0.3 for default); the U-Net's hardest cases, so a fine-tune may ask for more. "
+                        "Validation phantoms keep the profile's own share")
     p.add_argument("--store", type=Path, default=None, help="model store (default LDH_MODEL_STORE)")
     p.add_argument("--version", default=None, help="version name (default <task>-<UTC time>)")
     p.add_argument("--production", action="store_true", help="point the production alias at the new version")
@@ -71,17 +75,22 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     task = args.task
     seed = TRAIN_SEED_DEFAULTS[task] if args.seed is None else args.seed
     store = args.store or settings.model_store
-    common = {"herniation_rate": args.herniation_rate, "profile": args.profile, "workers": args.workers,
-              "cache": args.cache}
+    val_common = {"herniation_rate": args.herniation_rate, "profile": args.profile, "workers": args.workers,
+                  "cache": args.cache}
+    changes = {} if args.random_contrast is None else {"random_contrast_prob": args.random_contrast}
+    common = val_common | {"profile_changes": changes}
     data_card = {"generator": "pipelines.phantom (synthetic lumbar MRI phantoms)", "profile": args.profile,
                  "herniation_rate": args.herniation_rate, "seed": seed, "validation_seed": seed + VAL_SEED_OFFSET}
+    if changes:
+        data_card["profile_changes"] = changes
     if task == "seg":
         count, val_count = args.count or 200, args.val_count or 24
         epochs, batch = args.epochs or 20, args.batch or 16
         from pipelines.training.seg import disc_dice, train_seg
 
         x, y = D.build_seg(seed, count, progress=_progress("training phantoms"), **common)
-        xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, progress=_progress("validation phantoms"), **common)
+        xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, progress=_progress("validation phantoms"),
+                             **val_common)
         print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
         init = None
         if args.init:
@@ -114,7 +123,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         data = D.build_cls(seed, count, seg_model=seg_ref.model_file, augment=True,
                            progress=_progress("training phantoms"), **common)
         val = D.build_cls(seed + VAL_SEED_OFFSET, val_count, seg_model=seg_ref.model_file, augment=False,
-                          progress=_progress("validation phantoms"), **common)
+                          progress=_progress("validation phantoms"), **val_common)
         print(f"classifier samples: {len(data.y)} train crops ({int(data.y.sum())} positive), "
               f"{len(val.y)} validation crops", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="ldh-tuner-") as work:

@@ -18,6 +18,7 @@ from ai_service import preprocess as P
 from ai_service.discs import NamedDisc
 from ai_service.volume import Volume, canonical_of
 from pipelines.phantom import PhantomCase, generate_case
+from pipelines.phantom.profile import resolve_profile
 
 MIN_HERNIATION_MM2 = 2.0  # a slice shows the herniation when it cuts at least this much herniated material
 
@@ -97,7 +98,9 @@ def _jitter(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _make(args) -> tuple:
-    seed, index, rate, profile, kind = args
+    seed, index, rate, profile, changes, kind = args
+    if changes:
+        profile = resolve_profile(profile).with_(**changes)
     cc = canonical_case(generate_case(case_seed(seed, index), herniation_rate=rate, profile=profile))
     return seg_samples(cc) if kind == "seg" else cc
 
@@ -115,7 +118,8 @@ def build_seg(seed: int, count: int, *, cache: Path | None = None, **kw) -> tupl
         parts = list(_run("seg", seed, count, **kw))
         return {"x": np.concatenate([p[0] for p in parts]), "y": np.concatenate([p[1] for p in parts])}
 
-    arrays = _cached(cache, ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile")), make)
+    key = ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile"), *_changes_key(kw))
+    arrays = _cached(cache, key, make)
     return arrays["x"], arrays["y"]
 
 
@@ -140,9 +144,15 @@ def build_cls(seed: int, count: int, *, seg_model: Path, augment: bool = True, c
                 "disc_y": np.asarray(disc_ys, dtype=np.float32)}
 
     digest = hashlib.sha256(Path(seg_model).read_bytes()).hexdigest()[:12]
-    key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"), digest)
+    key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"), digest, *_changes_key(kw))
     a = _cached(cache, key, make)
     return ClsData(a["x"], a["y"], a["disc"], a["disc_y"])
+
+
+def _changes_key(kw: dict) -> tuple:
+    """Profile changes join the cache key only when there are some, so existing caches stay valid."""
+    changes = kw.get("profile_changes")
+    return (tuple(sorted(changes.items())),) if changes else ()
 
 
 def _cached(cache: Path | None, key: tuple, make) -> dict[str, np.ndarray]:
@@ -168,9 +178,11 @@ def _cached(cache: Path | None, key: tuple, make) -> dict[str, np.ndarray]:
 
 
 def _run(kind: str, seed: int, count: int, *, herniation_rate: float = 0.35, profile: str = "default",
-         workers: int = 2, progress=None):
-    """Generate ``count`` phantoms in parallel worker processes; yield each case's samples in order."""
-    jobs = [(seed, i, herniation_rate, profile, kind) for i in range(count)]
+         profile_changes: dict | None = None, workers: int = 2, progress=None):
+    """Generate ``count`` phantoms in parallel worker processes; yield each case's samples in order.
+
+    ``profile_changes`` adjust the named profile (field -> value) inside the workers: profiles do not pickle."""
+    jobs = [(seed, i, herniation_rate, profile, profile_changes or {}, kind) for i in range(count)]
     with mp.get_context("spawn").Pool(workers) as pool:
         for i, part in enumerate(pool.imap(_make, jobs, chunksize=2)):
             if progress:
