@@ -117,16 +117,8 @@ def test_viewer_config_and_proxy_are_generated_from_the_settings(stack):
 
 
 def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS.parent / ".gitignore").write_text("*\n")
-    env = dict(os.environ, LDH_URL=stack["url"], LDH_KEY=REVIEWER[0], LDH_STUDY=stack["study"],
-               LDH_UNANALYSED=stack["unanalysed"], LDH_ARTIFACTS=str(ARTIFACTS), LDH_CHROMIUM=CHROMIUM)
-    proc = subprocess.run(["node", "viewer.mjs"], cwd=BROWSER_DIR, env=env, capture_output=True, text=True,
-                          timeout=500)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    assert "error" not in result, result["error"]
+    result = _browse("viewer.mjs", "result.json", 500, LDH_URL=stack["url"], LDH_KEY=REVIEWER[0],
+                     LDH_STUDY=stack["study"], LDH_UNANALYSED=stack["unanalysed"])
     assert not [m for m in result["console"] if "Uncaught" in m], result["console"]
 
     # one rectangle per AI disc, on the key slice, exactly at the findings' box as Cornerstone itself maps it
@@ -230,6 +222,20 @@ def test_review_in_ohif_drag_save_reaches_the_record_and_orthanc(stack):
         assert (ARTIFACTS / name).stat().st_size > 10_000, name
 
 
+def _browse(script: str, result_name: str, timeout: int, **env) -> dict:
+    """Run a playwright script in tests/browser; its last stdout line is its JSON result, kept as an artifact."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS.parent / ".gitignore").write_text("*\n")
+    env = dict(os.environ, LDH_ARTIFACTS=str(ARTIFACTS), LDH_CHROMIUM=CHROMIUM, **env)
+    proc = subprocess.run(["node", script], cwd=BROWSER_DIR, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    (ARTIFACTS / result_name).write_text(json.dumps(result, indent=2) + "\n")
+    assert "error" not in result, result["error"]
+    return result
+
+
 def _dataset(orthanc, sop: str) -> pydicom.Dataset:
     hits = orthanc.post("/tools/lookup", sop.encode())
     with urllib.request.urlopen(f"{orthanc.base}/instances/{hits[0]['ID']}/file", timeout=30) as r:
@@ -267,15 +273,8 @@ def test_ohif_hydrates_the_ai_and_a_reviewed_sr_as_rectangles_at_the_findings_bo
                 reviewed.SOPInstanceUID: {c.level: (d["sop_instance_uid"], list(c.box))
                                           for c, d in zip(corrections, discs)}}
 
-    env = dict(os.environ, LDH_URL=stack["url"], LDH_STUDY=study, LDH_SRS=json.dumps(list(expected)),
-               LDH_ARTIFACTS=str(ARTIFACTS), LDH_CHROMIUM=CHROMIUM)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["node", "sr_hydrate.mjs"], cwd=BROWSER_DIR, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    (ARTIFACTS / "sr-hydration.json").write_text(json.dumps(result, indent=2) + "\n")
-    assert "error" not in result, result["error"]
+    result = _browse("sr_hydrate.mjs", "sr-hydration.json", 300, LDH_URL=stack["url"], LDH_STUDY=study,
+                     LDH_SRS=json.dumps(list(expected)))
     assert not result["console"], result["console"]
     for sop, levels in expected.items():
         seen = result["srs"][sop]
