@@ -20,11 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_node.db import Database
-from dicom_node.scp import set_nodelay
+from dicom_node.upper_layer import set_nodelay
 
 log = logging.getLogger(__name__)
 
 SENT, RETRY, DEAD = "sent", "retry", "dead"
+
+
+def quiet_pynetdicom() -> None:
+    """pynetdicom logs every DIMSE message at INFO; the exporter logs per destination instead."""
+    if logging.getLogger("pynetdicom").getEffectiveLevel() < logging.WARNING:
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ from typing import Callable, Protocol
 
 from dicom_node.assembly import Assembler, CompleteSeries
 from dicom_node.db import Database
-from dicom_node.exporter import Exporter, parse_destinations
+from dicom_node.exporter import Exporter, parse_destinations, quiet_pynetdicom
 from dicom_node.inbox import Inbox
 from dicom_node.jobs import JobQueue
 from dicom_node.receiver import ReceiverPool, start_scp
 from dicom_node.routing import Router
-from dicom_node.scp import StoreSCP, quiet_pynetdicom
+from dicom_node.scp import StoreSCP
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Node:
             self.db, parse_destinations(settings.node_export_dimse, settings.node_export_stow_url),
             settings.node_ae_title, max_attempts=settings.node_export_max_attempts,
             backoff_s=settings.node_export_backoff_s, backoff_max_s=settings.node_export_backoff_max_s)
-        self.scp = StoreSCP(self.inbox, self.db, settings.node_allowed_host_list)
+        self.scp = StoreSCP(self.inbox, self.db, settings.node_allowed_host_list, settings.node_allowed_aet_list)
         self._stop = threading.Event()
         self._work_wake = threading.Event()
         self._threads: list[threading.Thread] = []

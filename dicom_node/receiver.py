@@ -1,6 +1,6 @@
 """Receiver processes: N copies of the C-STORE SCP sharing one port through SO_REUSEPORT.
 
-pynetdicom spends ~2.5 ms of CPU per instance under one GIL; separate processes let parallel associations use
+Each instance costs CPU under one GIL (parse, journal, index); separate processes let parallel associations use
 separate cores and keep the receiver away from the analysis worker's CPU. The kernel spreads new connections
 over the processes. Each process has its own journal segments (named by pid) and writes the shared index.
 """
@@ -11,31 +11,16 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-import socket
 import threading
-
-from pynetdicom.transport import ThreadedAssociationServer
 
 log = logging.getLogger(__name__)
 
 
-class ReusePortServer(ThreadedAssociationServer):
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
-
-
 def start_scp(settings, scp, port: int, reuse_port: bool):
     """Bind the SCP and serve in a background thread; returns the server (``server.server_address``)."""
-    from dicom_node.scp import build_ae, tls_context
+    from dicom_node.scp import make_server
 
-    s = settings
-    ae = build_ae(s.node_ae_title, max_associations=s.node_max_associations, max_pdu=s.node_max_pdu,
-                  allowed_aets=s.node_allowed_aet_list)
-    ssl_context = tls_context(s.node_tls_cert, s.node_tls_key, s.node_tls_ca) if s.node_tls_cert else None
-    server = ae.make_server((s.node_host, port), evt_handlers=scp.handlers(), ssl_context=ssl_context,
-                            server_class=ReusePortServer if reuse_port else ThreadedAssociationServer)
-    ae._servers.append(server)
+    server = make_server(settings, scp, port, reuse_port=reuse_port)
     threading.Thread(target=server.serve_forever, name="ldh-scp", daemon=True).start()
     return server
 
@@ -56,25 +41,18 @@ def _die_with_parent(parent_pid: int) -> None:
 def _child(settings_values: dict, port: int, conn, parent_pid: int) -> None:
     """Entry point of a receiver process (spawned: no threads or models inherited from the parent)."""
     _die_with_parent(parent_pid)
-    from pydicom import config as pydicom_config
-
     from ai_service.config import Settings
     from ai_service.logs import configure
     from dicom_node.db import Database
     from dicom_node.inbox import Inbox
     from dicom_node.node import db_path
-    from dicom_node.scp import StoreSCP, quiet_pynetdicom
+    from dicom_node.scp import StoreSCP
 
     settings = Settings(_env_file=None, **settings_values)
     configure(settings.log_level, settings.log_format)
-    quiet_pynetdicom()
-    # This process only moves encoded bytes; pydicom only builds DIMSE command sets here. Skipping its value
-    # validation saves CPU on every message and cannot weaken the objects we emit (they are made elsewhere).
-    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
     db = Database(db_path(settings.data_dir))
     inbox = Inbox(settings.data_dir, db, settings.node_min_free_mb)
-    scp = StoreSCP(inbox, db, settings.node_allowed_host_list)
+    scp = StoreSCP(inbox, db, settings.node_allowed_host_list, settings.node_allowed_aet_list)
     server = start_scp(settings, scp, port, reuse_port=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
