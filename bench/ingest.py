@@ -1,8 +1,9 @@
 """Ingest speed: 500 × ~132 KB MR instances sent by dcmtk ``storescu`` (TCP_NODELAY=1) over one association and
 over two in parallel, to our node (durable: acknowledged only after fdatasync), Orthanc and dcmtk ``storescp``,
-all measured in the same run on 127.0.0.1. Median of ``--runs``; prints our inst/s and the ratio to Orthanc.
+all measured in the same run on 127.0.0.1. Median of ``--runs``; prints our inst/s and the ratio to Orthanc
+(median of the per-round ratios).
 
-Run: ``python -m bench.ingest [--instances 500] [--runs 3] [--receivers N]``.
+Run: ``python -m bench.ingest [--instances 500] [--runs 3] [--receivers N[,M...]]``.
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ class Target:
 
 
 class Node(Target):
-    name, aet = "ldh-node", "LDHASSIST"
+    aet = "LDHASSIST"
 
     def __init__(self, receivers: int = 1):
         self.receivers = receivers
+        self.name = f"ldh-node-r{receivers}"
 
     def start(self, work: Path) -> None:
         self.port = free_port()
@@ -81,8 +83,12 @@ class Node(Target):
                "LDH_NODE_HOST": "127.0.0.1", "LDH_NODE_MIN_FREE_MB": "0", "LDH_NODE_QUIET_SECONDS": "3600",
                "LDH_NODE_RECEIVERS": str(self.receivers), "LDH_LOG_LEVEL": "WARNING"}
         self.proc = subprocess.Popen([sys.executable, "-m", "ai_service.cli", "serve", "--receive-only", "--no-api"],
-                                     env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "w"))
-        wait_port(self.port)
+                                     env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(work / "node.log", "w"),
+                                     text=True)
+        # ready when 'ldh serve' says so (every receiver process started), as Orthanc is when its REST API answers
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"node did not start: {(work / 'node.log').read_text()[-500:]}")
 
 
 class Orthanc(Target):
@@ -149,8 +155,11 @@ def run(targets: list[Target], files: list[Path], parallel: int, runs: int) -> d
         for target in targets:
             rates[target.name].append(measure(target, groups, len(files)))
     out = {name: {"inst_per_s": float(np.median(r)), "runs": [round(x, 1) for x in r]} for name, r in rates.items()}
-    ratios = [a / b for a, b in zip(rates["ldh-node"], rates["orthanc"])]
-    out["ratio_to_orthanc"] = {"median": round(float(np.median(ratios)), 3), "runs": [round(x, 3) for x in ratios]}
+    for t in targets:
+        if isinstance(t, Node):
+            ratios = [a / b for a, b in zip(rates[t.name], rates["orthanc"])]
+            out[t.name]["ratio_to_orthanc"] = {"median": round(float(np.median(ratios)), 3),
+                                               "runs": [round(x, 3) for x in ratios]}
     return out
 
 
@@ -158,7 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--instances", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--receivers", type=int, default=2, help="LDH_NODE_RECEIVERS for our node")
+    parser.add_argument("--receivers", default="2",
+                        help="LDH_NODE_RECEIVERS for our node; a comma-separated list compares them in the same run")
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="ingest-data-"))
@@ -168,17 +178,20 @@ def main() -> None:
         series = replicate(template, data / "send", -(-args.instances // per_series))
         files = [f for s in series for f in s][: args.instances]
         size_kb = float(np.mean([f.stat().st_size for f in files]) / 1024)
+        receivers = [int(r) for r in args.receivers.split(",")]
         results = {}
         for parallel in (1, 2):
             key = "one_association" if parallel == 1 else "two_associations"
-            results[key] = run([Node(args.receivers), Orthanc(), StoreSCP()], files, parallel, args.runs)
-            ours, orthanc = results[key]["ldh-node"]["inst_per_s"], results[key]["orthanc"]["inst_per_s"]
-            print(f"{key}: ldh-node {ours:.0f} inst/s = {results[key]['ratio_to_orthanc']['median']:.2f}x Orthanc "
-                  f"({orthanc:.0f} inst/s); storescp -od {results[key]['storescp']['inst_per_s']:.0f} inst/s "
-                  f"(medians of {args.runs})", flush=True)
+            nodes = [Node(r) for r in receivers]
+            results[key] = run([*nodes, Orthanc(), StoreSCP()], files, parallel, args.runs)
+            orthanc = results[key]["orthanc"]["inst_per_s"]
+            ours = "; ".join(f"{n.name} {results[key][n.name]['inst_per_s']:.0f} inst/s = "
+                             f"{results[key][n.name]['ratio_to_orthanc']['median']:.2f}x Orthanc" for n in nodes)
+            print(f"{key}: {ours}; Orthanc {orthanc:.0f} inst/s; storescp -od {results[key]['storescp']['inst_per_s']:.0f} "
+                  f"inst/s (medians of {args.runs})", flush=True)
         load = os.getloadavg()
         path = write_result("ingest", {"instances": len(files), "mean_instance_kb": round(size_kb, 1),
-                                       "receivers": args.receivers, "durable": "fdatasync before success",
+                                       "receivers": receivers, "durable": "fdatasync before success",
                                        "load_average_at_end": [round(x, 2) for x in load], "results": results})
         print(f"wrote {path}")
     finally:

@@ -1,9 +1,10 @@
 """The C-ECHO / C-STORE SCP: who may associate and what a C-STORE does, behind dicom_node.upper_layer.
 
-Statuses: 0x0000 only after the inbox journalled the instance durably (its file and index row follow the status); 0xA700 when the free-space floor is reached
-or the disk fails; 0xC210 (quarantined: cannot understand) for a dataset whose encoding is broken or whose
-SOP Instance UID differs from the request's. Unknown calling AE titles are rejected at association with
-"calling AE title not recognised"; unknown hosts with "no reason given"; low disk with a transient rejection.
+Statuses: 0x0000 only after the inbox journalled the instance durably (its file and index row come later);
+0xA700 when the free-space floor is reached or the disk fails; 0xC210 (quarantined: cannot understand) for a
+dataset whose encoding is broken or whose SOP Instance UID differs from the request's. Unknown calling AE titles
+are rejected at association with "calling AE title not recognised"; unknown hosts with "no reason given"; low
+disk with a transient rejection.
 """
 
 from __future__ import annotations
@@ -124,13 +125,17 @@ class StoreSCP:
             state.duplicates += 1
         return 0x0000, ""
 
-    def settle(self, state: AssocState) -> None:
-        """After the status went out: the instance's file and index row (off the sender's critical path)."""
+    def releasing(self, state: AssocState) -> None:
+        """Before the A-RELEASE-RP: every instance of the association is a file and indexed once the peer
+        sees the release confirmed (the syncfs that makes the files durable follows in :meth:`close`)."""
         if state.segment is not None:
-            try:
-                self.inbox.settle(state.segment)
-            except OSError:
-                log.exception("could not write a journalled instance's file (the journal keeps it)")
+            self.inbox.settle(state.segment)
+
+    def responded(self, state: AssocState) -> None:
+        """A full journal segment is retired (its instances become files) between two instances, not during one."""
+        if state.segment is not None and self.inbox.full(state.segment):
+            segment, state.segment = state.segment, None
+            self.inbox.retire(segment)
 
 
 def supported_contexts() -> list[PresentationContext]:

@@ -61,8 +61,11 @@ class Service(Protocol):
     def store(self, session: object, context: PresentationContext, command: Command,
               data_set: bytes | memoryview) -> tuple[int, str]: ...
 
-    def settle(self, session: object) -> None:
-        """Work that may wait until the response is sent."""
+    def responded(self, session: object) -> None:
+        """Called after each response: work the peer need not wait for."""
+
+    def releasing(self, session: object) -> None:
+        """Called on A-RELEASE-RQ, before the A-RELEASE-RP goes out."""
 
     def close(self, session: object, outcome: str) -> None: ...
 
@@ -250,6 +253,7 @@ class Association:
         while True:
             kind, _, body = read_pdu(self.sock, self.config.max_pdu)
             if kind == RELEASE_RQ:
+                self.service.releasing(session)
                 self.sock.sendall(RELEASE_RP_PDU)
                 return "released"
             if kind == ABORT:
@@ -299,7 +303,7 @@ class Association:
         else:
             raise ProtocolError(f"DIMSE command 0x{command.field:04X} is not served here", UNEXPECTED_PDU)
         self.sock.sendall(p_data(context_id, encode_response(command, status, comment), self.peer_max_pdu))
-        self.service.settle(session)
+        self.service.responded(session)
 
 
 class AssociationServer(socketserver.ThreadingTCPServer):

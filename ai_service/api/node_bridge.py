@@ -51,7 +51,7 @@ class NodeBridge:
 
             for path in sorted(prepared.folder.iterdir()):
                 dataset, syntax, header = _split_part10(path, Header)
-                node.inbox.store(segment, header, dataset, syntax, UPLOAD_AE, assoc)
+                node.inbox.journal(segment, header, dataset, syntax, UPLOAD_AE, assoc)
             outcome = "released"
         finally:
             node.inbox.retire(segment)  # one syncfs: everything stored above is durable
