@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         50, ge=1, description="Feedback records in force not in the last dataset version needed to start a run.")
     pipeline_min_auc_gain: float = Field(
         0.02, ge=0.0, description="Promotion gate: the candidate's hold-out AUC must beat production's by this much.")
+    pipeline_min_gain_lower_bound: float = Field(
+        0.0, description="Promotion gate: the one-sided 95 % lower bound of the hold-out AUC gain (paired bootstrap "
+        "over patients) must exceed this.")
+    pipeline_min_holdout_auc: float = Field(
+        0.80, ge=0.0, le=1.0, description="Promotion gate: the candidate's AUC against the reviewers' hold-out labels "
+        "must reach this (inconsistent reviews cap it).")
     pipeline_max_sens_loss: float = Field(
         0.0, ge=0.0, description="Promotion gate: largest sensitivity drop (at the operating specificity) allowed.")
     pipeline_max_frozen_auc_loss: float = Field(

@@ -8,7 +8,9 @@ refuse a careless reviewer? Synthetic phantoms only; nothing here is a clinical 
 3. the new candidate is measured on the same shifted hold-out; the gate's decision is reported;
 4. control: the same with ``--flip`` of the labels flipped, in a fresh data dir and store: the gate must refuse.
 
-``python -m bench.learning_loop`` writes bench/results/learning_loop.json.
+``python -m bench.learning_loop`` writes bench/results/learning_loop.json. Both arms and later runs share one phantom
+cache (``--cache``; its entries are keyed by seed, generator code and segmentation weights); ``--work`` keeps the data
+dirs (run reports, ``evaluation.json``) instead of a temporary folder.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,7 @@ from bench.common import write_result
 HOLDOUT_SEED = 4242
 STUDY_SEED = 990_000
 KEY = "bench-learning-loop"
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "learning-loop"
 
 
 def store_copy(root: Path) -> Path:
@@ -84,6 +88,9 @@ def loop(root: Path, args, flip: float) -> dict:
     from pipelines.retrain.runner import run_local
 
     store = store_copy(root)
+    cache = root / "data" / "pipelines" / "cache"  # where the pipeline's steps look (pipelines.retrain.train)
+    cache.parent.mkdir(parents=True)
+    cache.symlink_to(Path(args.cache).resolve(), target_is_directory=True)
     settings = Settings(_env_file=None, data_dir=root / "data", model_store=store, api_keys="bench:bench:reviewer",
                         log_level="WARNING", pipeline_hot_reload_s=0)
     production = ModelRegistry(store).resolve(CLS_MODEL).version
@@ -91,12 +98,12 @@ def loop(root: Path, args, flip: float) -> dict:
     cfg = RetrainConfig.from_settings(settings, min_new_records=args.studies, tuner_trials=args.trials,
                                       epochs=args.epochs, replay_cases=args.replay, frozen_eval_cases=args.frozen)
     summary = run_local(cfg, f"bench-flip{int(flip * 100)}")
-    cache = root / "data" / "pipelines" / "cache"
     return {"label_flip": flip, "studies": args.studies, "production": production, "candidate": summary["candidate"],
             "decision": summary["outcome"], "gate": summary["decision"]["reasons"],
             "shifted_holdout_auc_before": shifted_auc(store, production, args.holdout, cache),
             "shifted_holdout_auc_candidate": shifted_auc(store, summary["candidate"], args.holdout, cache),
             "pipeline_holdout_auc": {m: summary["metrics"][m]["holdout"]["auc"] for m in ("production", "candidate")},
+            "pipeline_holdout_gain": summary["metrics"]["candidate"]["holdout"]["vs_production"],
             "frozen_auc": {m: summary["metrics"][m]["frozen"]["auc"] for m in ("production", "candidate")}}
 
 
@@ -110,9 +117,12 @@ def main(argv=None) -> int:
     p.add_argument("--frozen", type=int, default=20)
     p.add_argument("--flip", type=float, default=0.4)
     p.add_argument("--no-control", action="store_true")
+    p.add_argument("--cache", default=str(CACHE), help="phantom cache shared by both arms and later runs")
+    p.add_argument("--work", help="keep the arms' data dirs here (default: a temporary folder)")
     args = p.parse_args(argv)
     os.environ.setdefault("LDH_PIPELINE_DEID_KEY", KEY)
-    with tempfile.TemporaryDirectory(prefix="ldh-learning-loop-") as tmp:
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    with (nullcontext(args.work) if args.work else tempfile.TemporaryDirectory(prefix="ldh-learning-loop-")) as tmp:
         result = {"data": "synthetic phantoms only (default -> shifted profile); not clinical performance",
                   "settings": vars(args), "loop": loop(Path(tmp) / "loop", args, 0.0)}
         result["loop"]["auc_gain"] = (result["loop"]["shifted_holdout_auc_candidate"]

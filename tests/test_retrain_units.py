@@ -39,22 +39,56 @@ def test_supersession_and_new_records_since_last_dataset(tmp_path):
     assert c.previous_version == "ds-1" and c.new_ids == ["20260104T000000000000Z-e"] and c.enough
 
 
-def m(holdout_auc, frozen_auc, sens):
-    return {"holdout": {"auc": holdout_auc}, "frozen": {"auc": frozen_auc}, "pooled": {"sensitivity": sens}}
+def m(holdout_auc, frozen_auc, sens, lower_bound=0.01):
+    """Gate input for one model; ``lower_bound`` is the candidate's bootstrap bound (ignored for production)."""
+    return {"holdout": {"auc": holdout_auc, "vs_production": {"lower_bound": lower_bound, "confidence": 0.95,
+                                                              "patients": 12}},
+            "frozen": {"auc": frozen_auc}, "pooled": {"sensitivity": sens}}
 
 
-G = GateSettings(min_auc_gain=0.02, max_sens_loss=0.0, max_frozen_auc_loss=0.02)
+G = GateSettings(min_auc_gain=0.02, max_sens_loss=0.0, max_frozen_auc_loss=0.02, min_gain_lower_bound=0.0,
+                 min_holdout_auc=0.80)
+
+
+def failed(decision, check):
+    return not decision.promote and any(r.startswith(f"FAILED: {check}") for r in decision.reasons)
 
 
 def test_gate_accepts_better_and_refuses_worse():
-    assert gate(m(0.93, 0.97, 0.90), m(0.87, 0.975, 0.88), G).promote
-    worse = gate(m(0.85, 0.97, 0.90), m(0.87, 0.97, 0.90), G)
-    assert not worse.promote and any(r.startswith("FAILED: hold-out AUC") for r in worse.reasons)
-    forgot = gate(m(0.95, 0.90, 0.90), m(0.87, 0.97, 0.90), G)
-    assert not forgot.promote and any(r.startswith("FAILED: frozen-set AUC") for r in forgot.reasons)
-    lost = gate(m(0.95, 0.97, 0.85), m(0.87, 0.97, 0.90), G)
-    assert not lost.promote and any(r.startswith("FAILED: sensitivity") for r in lost.reasons)
+    better = gate(m(0.93, 0.97, 0.90), m(0.87, 0.975, 0.88), G)
+    assert better.promote and all(r.startswith("passed: ") for r in better.reasons)
+    assert failed(gate(m(0.85, 0.97, 0.90, lower_bound=-0.08), m(0.87, 0.97, 0.90), G), "hold-out AUC 0.8500 vs")
+    assert failed(gate(m(0.95, 0.90, 0.90), m(0.87, 0.97, 0.90), G), "frozen-set AUC")
+    assert failed(gate(m(0.95, 0.97, 0.85), m(0.87, 0.97, 0.90), G), "sensitivity")
     assert not gate(m(float("nan"), 0.97, 0.9), m(0.8, 0.97, 0.9), G).promote
+
+
+def test_gate_refuses_a_gain_that_is_noise_or_labels_no_model_agrees_with():
+    # a +0.06 gain whose bootstrap bound over patients reaches below zero: could be chance
+    noisy_gain = gate(m(0.93, 0.97, 0.90, lower_bound=-0.01), m(0.87, 0.97, 0.90), G)
+    assert failed(noisy_gain, "hold-out AUC gain lower bound -0.0100")
+    # the flipped-label control's pattern: a real-looking gain, but against reviews neither model can follow
+    careless = gate(m(0.48, 0.97, 0.90, lower_bound=0.03), m(0.39, 0.97, 0.90), G)
+    assert failed(careless, "hold-out AUC 0.4800 against the reviewers' labels")
+    assert sum(r.startswith("FAILED") for r in careless.reasons) == 1  # the other checks pass and say so
+    # fewer than two hold-out patients: nothing to bound the gain with
+    assert failed(gate(m(0.93, 0.97, 0.90, lower_bound=float("nan")), m(0.87, 0.97, 0.90), G), "hold-out AUC gain")
+
+
+def test_paired_bootstrap_bounds_a_consistent_gain_above_zero_and_a_random_one_not():
+    import numpy as np
+
+    from pipelines.retrain.bootstrap import paired_auc_gain
+
+    rng = np.random.default_rng(3)
+    patients = np.repeat(np.arange(20), 5)
+    truth = (rng.random(100) < 0.4).astype(float)
+    production = truth + rng.normal(0, 1.0, 100)
+    better = paired_auc_gain(truth, truth + rng.normal(0, 0.3, 100), production, patients)
+    assert better.gain > 0.1 and 0 < better.lower_bound < better.gain and better.patients == 20
+    same = paired_auc_gain(truth, production + rng.normal(0, 0.05, 100), production, patients)
+    assert same.lower_bound < 0 < same.lower_bound + 0.1
+    assert np.isnan(paired_auc_gain(truth, production, production, np.zeros(100)).lower_bound)  # one patient
 
 
 def make_version(root, name, version):
@@ -150,3 +184,24 @@ def test_identifier_scan_finds_names_ids_in_file_names_and_bytes(tmp_path):
     key = patient_key(b"k", "PH0000001234")
     assert "PH0000001234" not in key and key == patient_key(b"k", "PH0000001234") != patient_key(b"j", "PH0000001234")
     assert split_of(key, 0.25, 0.15) == split_of(key, 0.25, 0.15) in ("train", "val", "test")
+
+
+def test_holdout_scores_every_slice_of_a_herniated_disc_but_training_learns_only_the_reviewers(tmp_path):
+    import io
+
+    import numpy as np
+
+    from pipelines.retrain.dataset import SCORED_ONLY, load_split
+
+    storage = LocalStorage(tmp_path)
+    rows = ["file,label,level,slice,split,patient,disc_label"]
+    for level, s, label in (("L4-L5", 3, 1), ("L4-L5", 4, SCORED_ONLY), ("L5-S1", 3, 0), ("L5-S1", 4, 0)):
+        buf = io.BytesIO()
+        np.save(buf, np.full((64, 64, 2), s, np.float16))
+        storage.write_bytes(f"datasets/ds-1/crops/p-{level}-s{s:03d}.npy", buf.getvalue())
+        rows.append(f"crops/p-{level}-s{s:03d}.npy,{label},{level},{s},test,p,{int(level == 'L4-L5')}")
+    storage.write_bytes("datasets/ds-1/labels.csv", ("\n".join(rows) + "\n").encode())
+    train, _ = load_split(storage, "ds-1", "test")
+    assert train.y.tolist() == [1, 0, 0]  # the reviewer's slice of the herniated disc, every slice of the healthy one
+    scored, levels = load_split(storage, "ds-1", "test", for_evaluation=True)
+    assert len(scored.y) == 4 and scored.disc_y.tolist() == [1, 1, 0, 0] and levels == ["L4-L5"] * 2 + ["L5-S1"] * 2

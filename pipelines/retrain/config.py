@@ -18,6 +18,8 @@ class RetrainConfig(BaseModel):
     min_auc_gain: float = Field(0.02, ge=0.0)
     max_sens_loss: float = Field(0.0, ge=0.0)
     max_frozen_auc_loss: float = Field(0.02, ge=0.0)
+    min_gain_lower_bound: float = 0.0
+    min_holdout_auc: float = Field(0.80, ge=0.0, le=1.0)
     tuner_trials: int = Field(2, ge=1)
     epochs: int = Field(8, ge=1)
     batch: int = Field(128, ge=1)
@@ -36,6 +38,8 @@ class RetrainConfig(BaseModel):
             "min_new_records": settings.pipeline_min_new_records, "min_auc_gain": settings.pipeline_min_auc_gain,
             "max_sens_loss": settings.pipeline_max_sens_loss,
             "max_frozen_auc_loss": settings.pipeline_max_frozen_auc_loss,
+            "min_gain_lower_bound": settings.pipeline_min_gain_lower_bound,
+            "min_holdout_auc": settings.pipeline_min_holdout_auc,
             "tuner_trials": settings.pipeline_tuner_trials, "epochs": settings.pipeline_epochs,
             "warm_start": settings.pipeline_warm_start, "replay_cases": settings.pipeline_replay_cases,
             "frozen_eval_cases": settings.pipeline_frozen_eval_cases,

@@ -5,13 +5,17 @@ canonical orientation and normalisation, and the disc mask is the one the *servi
 that study (the result's ``discs.mha``), cut with :func:`ai_service.preprocess.disc_crop` — the function the
 classifier sees in production. The reviewer decides the label: a herniated disc gives one positive crop, on the
 slice the reviewer put the box (where the herniation was seen); a disc without herniation gives a negative crop
-for every slice the classifier reads. Boxes the AI never segmented (added boxes with no mask under them) are
-counted, not guessed.
+for every slice the classifier reads. A herniated disc's other slices are exported too, labelled ``-1``
+(:data:`SCORED_ONLY`): not training targets (the herniation may not show there), but evaluation needs them to score
+every disc as serving does, by the maximum over its slices. Scoring herniated discs on one slice and healthy ones
+on all of theirs made the hold-out AUC depend on the label itself: production's serving AUC of 0.84 on a clean
+(synthetic) hold-out read 0.66, and flipped labels pushed it below chance. Boxes the AI never segmented (added
+boxes with no mask under them) are counted, not guessed.
 
 Layout (immutable: the version folder is refused if it exists; ``manifest.json`` is written last)::
 
     datasets/<version>/crops/<patient>-<level>-s<slice>.npy    float16 (64, 64, 2): image, disc mask
-    datasets/<version>/labels.csv    file,label,level,slice,split,patient,disc_label
+    datasets/<version>/labels.csv    file,label,level,slice,split,patient,disc_label   (label 1, 0 or -1)
     datasets/<version>/manifest.json record ids, new record ids, counts, previous version, code version
 """
 
@@ -38,6 +42,7 @@ from pipelines.retrain.lineage import code_version
 from pipelines.training.data import ClsData
 
 SPLITS = ("train", "val", "test")
+SCORED_ONLY = -1  # crop label: a herniated disc's slice other than the reviewer's; scored in evaluation, not learned
 LABEL_COLUMNS = ("file", "label", "level", "slice", "split", "patient", "disc_label")
 
 
@@ -107,13 +112,15 @@ def record_crops(storage: Storage, record: dict, settings: Settings, workdir: Pa
             continue
         mask = canon.forward(labels == values[np.argmax(counts)])
         centre, axis = P.disc_pose(mask, row_mm, col_mm)
+        read = [int(s) for s in P.classified_slices(mask)]
         if disc["herniation"]:
-            slices, label = [_canonical_slice(canon, labels.shape, disc["slice_index"])], 1
+            seen = _canonical_slice(canon, labels.shape, disc["slice_index"])
+            targets = [(seen, 1)] + [(s, SCORED_ONLY) for s in read if s != seen]
         else:
-            slices, label = list(P.classified_slices(mask)), 0
-        for s in slices:
+            targets = [(s, 0) for s in read]
+        for s, label in targets:
             crop = P.disc_crop(norm[s], mask[s], centre, axis, row_mm, col_mm).astype(np.float16)
-            out.append((disc["level"], int(s), crop, label, int(disc["herniation"])))
+            out.append((disc["level"], s, crop, label, int(disc["herniation"])))
     return idents, out, skipped
 
 
@@ -183,10 +190,14 @@ def build_dataset(storage: Storage, collection: Collection, settings: Settings, 
     return DatasetInfo(version, counts, skipped)
 
 
-def load_split(storage: Storage, version: str, split: str) -> tuple[ClsData, list[str]]:
-    """One split as classifier samples (disc ids ``patient:level``) and each crop's level."""
+def load_split(storage: Storage, version: str, split: str, *, for_evaluation: bool = False
+               ) -> tuple[ClsData, list[str]]:
+    """One split as classifier samples (disc ids ``patient:level``) and each crop's level.
+
+    Training targets only, unless ``for_evaluation``: then also the :data:`SCORED_ONLY` crops (for evaluation).
+    """
     rows = [r for r in csv.DictReader(io.StringIO(storage.read_bytes(f"{DATASETS}/{version}/labels.csv").decode()))
-            if r["split"] == split]
+            if r["split"] == split and (for_evaluation or int(r["label"]) != SCORED_ONLY)]
     x = np.stack([np.load(io.BytesIO(storage.read_bytes(f"{DATASETS}/{version}/{r['file']}"))) for r in rows]) \
         if rows else np.zeros((0, P.CROP_SIZE, P.CROP_SIZE, 2), np.float16)
     data = ClsData(x, np.asarray([float(r["label"]) for r in rows], np.float32),

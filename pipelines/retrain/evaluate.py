@@ -3,6 +3,8 @@
 Operating specificity = production's specificity at its model-card threshold on the set in question; each model
 is then read at the threshold that reaches that specificity, so sensitivities compare like with like.
 Calibration = Brier score and expected calibration error (10 bins) of the disc probabilities.
+Each set's candidate metrics also carry ``vs_production``: the AUC gain with its paired bootstrap lower bound over
+patients (:mod:`.bootstrap`), which the gate reads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from ai_service.labels import LEVELS
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRegistry
 from ai_service.storage import Storage
+from pipelines.retrain.bootstrap import paired_auc_gain
 from pipelines.retrain.config import RetrainConfig
 from pipelines.retrain.dataset import concat, load_split
 from pipelines.retrain.train import cache_dir
@@ -39,7 +42,7 @@ def frozen_set(cfg: RetrainConfig) -> EvalSet:
 
 
 def holdout_set(storage: Storage, version: str) -> EvalSet:
-    data, levels = load_split(storage, version, "test")
+    data, levels = load_split(storage, version, "test", for_evaluation=True)  # every slice of every disc, as served
     return EvalSet(data, np.asarray(levels))
 
 
@@ -78,6 +81,11 @@ def disc_level(disc_ids: np.ndarray, crop_levels: np.ndarray) -> np.ndarray:
     return crop_levels[first]
 
 
+def disc_patient(disc_ids: np.ndarray) -> np.ndarray:
+    """The patient (or phantom case) of each disc in :func:`disc_scores`'s order: the id without its level."""
+    return np.asarray([d.rsplit(":", 1)[0] for d in np.unique(disc_ids)])
+
+
 def set_metrics(scores: np.ndarray, truth: np.ndarray, levels: np.ndarray, specificity: float) -> dict:
     t = threshold_for_specificity(scores, truth, specificity)
     pos, neg = truth > 0.5, truth <= 0.5
@@ -104,7 +112,8 @@ def compare(sets: dict[str, EvalSet], candidate, production, production_threshol
         neg = truth <= 0.5
         spec = float((p_scores[neg] < production_threshold).mean()) if neg.any() else 0.95
         metrics["production"][name] = set_metrics(p_scores, truth, levels, spec)
-        metrics["candidate"][name] = set_metrics(c_scores, truth, levels, spec)
+        metrics["candidate"][name] = set_metrics(c_scores, truth, levels, spec) | {"vs_production": paired_auc_gain(
+            truth, c_scores, p_scores, disc_patient(s.data.disc)).as_dict()}
         curves[name] = {"truth": truth, "production": p_scores, "candidate": c_scores}
     return metrics, curves
 

@@ -45,11 +45,17 @@ def build_pipeline(image: str):
         from pipelines.retrain import steps
         from pipelines.retrain.evaluate import roc_points
 
+        import math
+
         result = steps.evaluate(config_json, dataset_version, model.path, run_id or job_name)
-        for who in ("candidate", "production"):
-            for name, m in result["metrics"][who].items():
-                for key in ("auc", "sensitivity", "specificity", "brier", "ece"):
-                    metrics.log_metric(f"{who}_{name}_{key}", round(float(m[key]), 5))
+        figures = {f"{who}_{name}_{key}": m[key] for who in ("candidate", "production")
+                   for name, m in result["metrics"][who].items()
+                   for key in ("auc", "sensitivity", "specificity", "brier", "ece")}
+        figures |= {f"candidate_{name}_auc_gain_lower_bound": m["vs_production"]["lower_bound"]
+                    for name, m in result["metrics"]["candidate"].items()}
+        for key, value in figures.items():
+            if math.isfinite(value):  # KFP metrics cannot hold NaN (a set without both classes, one patient)
+                metrics.log_metric(key, round(float(value), 5))
         curves = result["curves"]["pooled"]
         for who, artifact in (("candidate", candidate_roc), ("production", production_roc)):
             import numpy as np

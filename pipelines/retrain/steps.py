@@ -78,7 +78,8 @@ def evaluate(config_json: str, dataset_version: str, model_dir: str, run_id: str
     (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     for name in ("holdout", "frozen"):
         _say(f"{name}: AUC candidate {metrics['candidate'][name]['auc']:.4f} vs production "
-             f"{metrics['production'][name]['auc']:.4f}")
+             f"{metrics['production'][name]['auc']:.4f} (gain lower bound "
+             f"{metrics['candidate'][name]['vs_production']['lower_bound']:+.4f})")
     return result
 
 
@@ -95,7 +96,8 @@ def register_and_gate(config_json: str, dataset_version: str, model_dir: str, ru
     evaluation = json.loads((out / "evaluation.json").read_text())
     metrics = evaluation["metrics"]
     decision = gate(metrics["candidate"], metrics["production"],
-                    GateSettings(cfg.min_auc_gain, cfg.max_sens_loss, cfg.max_frozen_auc_loss))
+                    GateSettings(cfg.min_auc_gain, cfg.max_sens_loss, cfg.max_frozen_auc_loss,
+                                 cfg.min_gain_lower_bound, cfg.min_holdout_auc))
     candidate = load_candidate(Path(model_dir))
     version = new_version("cls")
     card = candidate.training_card | {
