@@ -1,4 +1,4 @@
-"""The storage interface: keyed blobs under one root, atomic writes. Local filesystem now; GCS later.
+"""The storage interface: keyed blobs under one root, atomic writes. Local filesystem, or GCS (:mod:`.storage_gcs`).
 
 Keys are ``/``-separated relative paths (``results/<study>/<version>/findings.json``). A write is all or
 nothing: a reader sees either the previous object or the new one, never a partial file (local: temp file in
@@ -179,8 +179,10 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def storage_for(location: Path | str) -> Storage:
-    """The backend for a data location: a local folder now (``gs://bucket/prefix`` arrives with the GCS backend)."""
+    """The backend for a data location: ``gs://bucket/prefix`` is GCS, anything else a local folder."""
     text = str(location)
     if text.startswith("gs://"):
-        raise StorageError("the GCS storage backend is not available yet; set LDH_DATA_DIR to a local folder")
+        from ai_service.storage_gcs import GCSStorage
+
+        return GCSStorage(text)
     return LocalStorage(Path(text))

@@ -1,0 +1,88 @@
+"""Both storage backends pass the same tests: the local folder, and GCS through gcp-storage-emulator (a real HTTP
+server this test starts on 127.0.0.1, driven by the real google-cloud-storage client)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from ai_service.storage import LocalStorage, NotFound, storage_for
+
+BUCKET = "ldh-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gcs_emulator():
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    mp.setenv("GOOGLE_CLOUD_PROJECT", "test")
+    yield
+    mp.undo()
+    server.stop()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def storage(request, tmp_path):
+    if request.param == "local":
+        return LocalStorage(tmp_path)
+    request.getfixturevalue("gcs_emulator")
+    return storage_for(f"gs://{BUCKET}/{tmp_path.name}")  # a fresh prefix per test in the shared bucket
+
+
+def test_write_read_overwrite_and_missing(storage, tmp_path):
+    storage.write_bytes("results/1.2/v1/findings.json", b"{}")
+    storage.write_bytes("results/1.2/v1/findings.json", b'{"discs": []}')
+    assert storage.read_bytes("results/1.2/v1/findings.json") == b'{"discs": []}'
+    source = tmp_path / "crop.npy"
+    source.write_bytes(bytes(range(256)) * 36_864)  # 9 MiB: above 8 MiB the client uploads in resumable chunks
+    storage.write_file("datasets/ds-1/crops/p-L4-L5-s003.npy", source)
+    assert storage.read_bytes("datasets/ds-1/crops/p-L4-L5-s003.npy") == source.read_bytes()
+    assert storage.exists("results/1.2/v1/findings.json") and not storage.exists("results/1.2/v2/findings.json")
+    with pytest.raises(NotFound):
+        storage.read_bytes("results/1.2/v2/findings.json")
+
+
+def test_list_is_recursive_sorted_relative_and_prefix_exact(storage):
+    for key in ("feedback/corrections/1.2/b.json", "feedback/corrections/1.2/a.json", "feedback/accepted/1.3/c.json",
+                "feedback-old/x.json"):
+        storage.write_bytes(key, b"x")
+    assert storage.list("feedback") == ["feedback/accepted/1.3/c.json", "feedback/corrections/1.2/a.json",
+                                        "feedback/corrections/1.2/b.json"]
+    assert storage.list("feedback/corrections/") == ["feedback/corrections/1.2/a.json",
+                                                     "feedback/corrections/1.2/b.json"]
+    assert storage.list("nothing") == []
+
+
+def test_delete_and_download(storage, tmp_path):
+    storage.write_bytes("studies/1.2/s/1.dcm", b"one")
+    storage.write_bytes("studies/1.2/s/2.dcm", b"two")
+    files = storage.download("studies/1.2", tmp_path / "copy")
+    assert sorted(p.relative_to(tmp_path / "copy").as_posix() for p in files) == ["s/1.dcm", "s/2.dcm"]
+    storage.delete("studies/1.2/s/1.dcm")
+    storage.delete("studies/1.2/s/1.dcm")  # absent is fine
+    assert storage.list("studies") == ["studies/1.2/s/2.dcm"]
+    storage.delete_prefix("studies")
+    assert storage.list("studies") == []
+
+
+def test_keys_are_checked_and_locations_parsed(storage):
+    from ai_service.storage_gcs import parse_location
+
+    with pytest.raises(ValueError):
+        storage.write_bytes("../escape", b"x")
+    assert parse_location("gs://bucket") == ("bucket", "")
+    assert parse_location("gs://bucket/a/b/") == ("bucket", "a/b")
+    with pytest.raises(ValueError, match="names no bucket"):
+        parse_location("gs:///a")
