@@ -1,5 +1,6 @@
 """Both storage backends pass the same tests: the local folder, and GCS through gcp-storage-emulator (a real HTTP
-server this test starts on 127.0.0.1, driven by the real google-cloud-storage client)."""
+server this test starts on 127.0.0.1, driven by the real google-cloud-storage client). The retraining pipeline's
+run files go through the same interface, so its steps need no shared disk (Vertex AI)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 
 import pytest
 
-from ai_service.storage import LocalStorage, NotFound, storage_for
+from ai_service.storage import NotFound, storage_for
 
 BUCKET = "ldh-test"
 
@@ -34,11 +35,16 @@ def gcs_emulator():
 
 
 @pytest.fixture(params=["local", "gcs"])
-def storage(request, tmp_path):
+def location(request, tmp_path) -> str:
     if request.param == "local":
-        return LocalStorage(tmp_path)
+        return str(tmp_path / "data")
     request.getfixturevalue("gcs_emulator")
-    return storage_for(f"gs://{BUCKET}/{tmp_path.name}")  # a fresh prefix per test in the shared bucket
+    return f"gs://{BUCKET}/{tmp_path.name}"  # a fresh prefix per test in the shared bucket
+
+
+@pytest.fixture
+def storage(location):
+    return storage_for(location)
 
 
 def test_write_read_overwrite_and_missing(storage, tmp_path):
@@ -86,3 +92,13 @@ def test_keys_are_checked_and_locations_parsed(storage):
     assert parse_location("gs://bucket/a/b/") == ("bucket", "a/b")
     with pytest.raises(ValueError, match="names no bucket"):
         parse_location("gs:///a")
+
+
+def test_pipeline_run_files_are_stored_where_the_data_lives(location, storage):
+    from pipelines.retrain import steps
+    from pipelines.retrain.config import RetrainConfig
+
+    config = RetrainConfig(data_dir=location, model_store="/unused").model_dump_json()
+    steps.not_enough(config, "run-1", "not enough new feedback: 0 new record(s)")
+    assert storage.list("pipelines/runs") == ["pipelines/runs/run-1/report.md", "pipelines/runs/run-1/summary.json"]
+    assert '"outcome": "not enough new feedback"' in steps.run_file(config, "run-1", "summary.json")

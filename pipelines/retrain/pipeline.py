@@ -70,11 +70,9 @@ def build_pipeline(image: str):
         from pathlib import Path
 
         from pipelines.retrain import steps
-        from pipelines.retrain.report import run_dir
 
         summary = steps.register_and_gate(config_json, dataset_version, model.path, run_id or job_name)
-        text = (run_dir(steps._config(config_json)[0].data_dir, run_id or job_name) / "report.md").read_text()
-        Path(report.path).write_text(text)
+        Path(report.path).write_text(steps.run_file(config_json, run_id or job_name, "report.md"))
         return summary["outcome"]
 
     @dsl.component(base_image=image)

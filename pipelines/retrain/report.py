@@ -1,23 +1,38 @@
-"""The run report: ``pipelines/runs/<run_id>/`` in the data dir: ``report.md``, ``summary.json``, ROC and
-confusion-matrix PNGs. Every figure in it is measured on synthetic phantoms / feedback, not a clinical claim."""
+"""The run report: ``pipelines/runs/<run_id>/`` in the data storage: ``report.md``, ``summary.json``, ROC and
+confusion-matrix PNGs. Every figure in it is measured on synthetic phantoms / feedback, not a clinical claim.
+
+The files go through :mod:`ai_service.storage`, not a local folder: on Vertex AI each step runs on its own machine,
+and the gate step reads the evaluation step's ``evaluation.json`` from there.
+"""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ai_service.storage import Storage
 from pipelines.retrain.evaluate import SETS, roc_points
 from pipelines.training.cls import auc
 
 DISCLAIMER = "Synthetic phantoms and reviewer feedback only; these figures say nothing about clinical performance."
 
 
-def run_dir(data_dir: str | Path, run_id: str) -> Path:
-    path = Path(data_dir) / "pipelines" / "runs" / run_id
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def run_key(run_id: str, name: str) -> str:
+    return f"pipelines/runs/{run_id}/{name}"
+
+
+@contextmanager
+def run_files(storage: Storage, run_id: str) -> Iterator[Path]:
+    """A local scratch folder whose files are stored under the run's keys on exit (in name order)."""
+    with tempfile.TemporaryDirectory(prefix="ldh-run-") as tmp:
+        yield Path(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            storage.write_file(run_key(run_id, path.name), path)
 
 
 def plots(curves: dict, metrics: dict, out: Path) -> list[str]:
@@ -63,6 +78,7 @@ def _row(label: str, m: dict) -> str:
 
 
 def write_report(out: Path, summary: dict) -> Path:
+    """``report.md`` and ``summary.json`` (last in name order: the run's commit marker) into ``out``."""
     lines = [f"# Retraining run {summary['run_id']}", "", f"> {DISCLAIMER}", "",
              f"**Outcome: {summary['outcome']}** — {summary['message']}", ""]
     if "dataset" in summary:

@@ -12,6 +12,7 @@ from ai_service.config import Settings
 from ai_service.config import SHIPPED_MODEL_STORE
 from pipelines.retrain.config import RetrainConfig
 from pipelines.retrain.pipeline import PIPELINE_NAME, build_pipeline
+from pipelines.retrain.steps import run_file
 
 
 class PipelineSetupError(ValueError):
@@ -40,8 +41,7 @@ def run_local(cfg: RetrainConfig, run_id: str | None = None, pipeline_root: Path
     root = pipeline_root or Path(cfg.data_dir) / "pipelines" / "kfp-local"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     build_pipeline("python:3.11")(config_json=cfg.model_dump_json(), run_id=run_id)
-    summary = Path(cfg.data_dir) / "pipelines" / "runs" / run_id / "summary.json"
-    return json.loads(summary.read_text())
+    return json.loads(run_file(cfg.model_dump_json(), run_id, "summary.json"))
 
 
 def compile_pipeline(settings: Settings, out: Path) -> Path:

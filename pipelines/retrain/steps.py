@@ -61,21 +61,22 @@ def train(config_json: str, dataset_version: str, model_dir: str) -> None:
 
 
 def evaluate(config_json: str, dataset_version: str, model_dir: str, run_id: str) -> dict:
-    """Metrics of both models (also saved as ``evaluation.json`` + PNGs in the run folder)."""
+    """Metrics of both models (also stored as the run's ``evaluation.json`` + PNGs, for the gate step)."""
     from pipelines.retrain.evaluate import compare, evaluation_sets, production_classifier
-    from pipelines.retrain.report import plots, run_dir
+    from pipelines.retrain.report import plots, run_files
     from pipelines.retrain.train import load_candidate
 
     cfg, _ = _config(config_json)
+    storage = storage_for(cfg.data_dir)
     ref, production = production_classifier(cfg)
     candidate = load_candidate(Path(model_dir))
-    sets = evaluation_sets(storage_for(cfg.data_dir), cfg, dataset_version)
+    sets = evaluation_sets(storage, cfg, dataset_version)
     metrics, curves = compare(sets, candidate.model, production, float(ref.card.get("operating_threshold", 0.5)))
-    out = run_dir(cfg.data_dir, run_id)
-    plots(curves, metrics, out)
     result = {"production_version": ref.version, "metrics": metrics,
               "curves": {k: {m: [float(x) for x in v] for m, v in c.items()} for k, c in curves.items()}}
-    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    with run_files(storage, run_id) as out:
+        plots(curves, metrics, out)
+        (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
     for name in ("holdout", "frozen"):
         _say(f"{name}: AUC candidate {metrics['candidate'][name]['auc']:.4f} vs production "
              f"{metrics['production'][name]['auc']:.4f} (gain lower bound "
@@ -87,13 +88,13 @@ def register_and_gate(config_json: str, dataset_version: str, model_dir: str, ru
     """Register the candidate (immutable, with its lineage and evaluation), apply the gate, promote or not."""
     from pipelines.retrain.lineage import code_version
     from pipelines.retrain.promotion import GateSettings, gate, set_production
-    from pipelines.retrain.report import run_dir, write_report
+    from pipelines.retrain.report import run_files, run_key, write_report
     from pipelines.retrain.train import load_candidate
     from pipelines.training.card import new_version, save_model
 
     cfg, _ = _config(config_json)
-    out = run_dir(cfg.data_dir, run_id)
-    evaluation = json.loads((out / "evaluation.json").read_text())
+    storage = storage_for(cfg.data_dir)
+    evaluation = json.loads(storage.read_bytes(run_key(run_id, "evaluation.json")))
     metrics = evaluation["metrics"]
     decision = gate(metrics["candidate"], metrics["production"],
                     GateSettings(cfg.min_auc_gain, cfg.max_sens_loss, cfg.max_frozen_auc_loss,
@@ -119,7 +120,8 @@ def register_and_gate(config_json: str, dataset_version: str, model_dir: str, ru
     summary = {"run_id": run_id, "outcome": outcome, "message": message, "dataset": dataset_version,
                "candidate": version, "production_before": evaluation["production_version"],
                "code_version": code_version(), "metrics": metrics, "decision": decision.as_dict()}
-    write_report(out, summary)
+    with run_files(storage, run_id) as out:
+        write_report(out, summary)
     _say(f"{outcome}: {message}")
     for reason in decision.reasons:
         _say(f"  {reason}")
@@ -127,9 +129,16 @@ def register_and_gate(config_json: str, dataset_version: str, model_dir: str, ru
 
 
 def not_enough(config_json: str, run_id: str, message: str) -> None:
-    from pipelines.retrain.report import run_dir, write_report
+    from pipelines.retrain.report import run_files, write_report
 
     cfg, _ = _config(config_json)
-    write_report(run_dir(cfg.data_dir, run_id), {"run_id": run_id, "outcome": "not enough new feedback",
-                                                 "message": message})
+    with run_files(storage_for(cfg.data_dir), run_id) as out:
+        write_report(out, {"run_id": run_id, "outcome": "not enough new feedback", "message": message})
     _say(f"ended early: {message}")
+
+
+def run_file(config_json: str, run_id: str, name: str) -> str:
+    """One of the run's files as text (the report, the summary), wherever the data lives."""
+    from pipelines.retrain.report import run_key
+
+    return storage_for(_config(config_json)[0].data_dir).read_bytes(run_key(run_id, name)).decode()
