@@ -1,6 +1,7 @@
 """How sure is an AUC gain? A paired bootstrap over patients of candidate minus production AUC.
 
-A point gain on a few dozen reviewed discs is mostly noise: the flipped-label control "gained" +0.09 on its hold-out.
+A point gain on a few dozen reviewed discs can be chance: the 40 %-flipped-label control once "gained" +0.09 on
+its hold-out of 15 patients.
 Patients, not discs, are resampled (a patient's discs share anatomy, scanner and reviewer, so they are not
 independent), and both models are scored on the same resample (paired), so what they share cancels out.
 """
