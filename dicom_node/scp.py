@@ -81,10 +81,7 @@ class StoreSCP:
 
     def close(self, state: AssocState, outcome: str) -> None:
         if state.segment is not None:
-            try:
-                self.inbox.retire(state.segment)
-            except OSError:
-                log.exception("could not retire journal segment (kept for recovery)")
+            self._retire(state.segment)
         with self.db.tx() as con:
             con.execute("UPDATE associations SET ended = ?, outcome = ? WHERE id = ?", (time.time(), outcome, state.id))
         log.info("association ended", extra={"assoc": state.id[:8], "calling_ae": state.calling_ae,
@@ -129,13 +126,22 @@ class StoreSCP:
         """Before the A-RELEASE-RP: every instance of the association is a file and indexed once the peer
         sees the release confirmed (the syncfs that makes the files durable follows in :meth:`close`)."""
         if state.segment is not None:
-            self.inbox.settle(state.segment)
+            try:
+                self.inbox.settle(state.segment)
+            except OSError:
+                log.exception("could not write received instances as files (the journal keeps them)")
 
     def responded(self, state: AssocState) -> None:
         """A full journal segment is retired (its instances become files) between two instances, not during one."""
         if state.segment is not None and self.inbox.full(state.segment):
             segment, state.segment = state.segment, None
+            self._retire(segment)
+
+    def _retire(self, segment: Segment) -> None:
+        try:
             self.inbox.retire(segment)
+        except OSError:
+            log.exception("could not retire journal segment (kept for recovery)")
 
 
 def supported_contexts() -> list[PresentationContext]:

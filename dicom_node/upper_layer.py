@@ -17,6 +17,7 @@ import socketserver
 import ssl
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,6 +36,7 @@ ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ, P_DATA, RELEASE_RQ, RELEASE_RP, ABORT 
 HEADER = struct.Struct(">BxI")
 PDV_HEADER = struct.Struct(">IBB")
 REQUEST_LIMIT = 1 << 20  # an A-ASSOCIATE-RQ with hundreds of contexts stays far below this
+ARTIM_S = 2.0  # how long to wait for the peer to close after an A-ABORT or A-ASSOCIATE-RJ
 IS_COMMAND, IS_LAST = 0x01, 0x02
 # A-ABORT source 2 (service provider) reasons
 UNRECOGNISED_PDU, UNEXPECTED_PDU, INVALID_PARAMETER = 0x01, 0x02, 0x06
@@ -175,7 +177,7 @@ class Association:
             calling = request.calling_ae_title.strip()
             rejection = LOCAL_LIMIT_EXCEEDED if self.over_limit else self.service.admit(self.host, calling)
             if rejection:
-                self.sock.sendall(reject_pdu(*rejection))
+                self._send_last(reject_pdu(*rejection))
                 return
             self._accept(request)
             session = self.service.open(calling, f"{self.host}:{self.port}")
@@ -183,11 +185,11 @@ class Association:
             outcome = self._serve(session)
         except ProtocolError as exc:
             log.warning("association aborted: protocol error", extra={"peer": self.host, "error": str(exc)})
-            self._send_quietly(abort_pdu(exc.reason))
+            self._send_last(abort_pdu(exc.reason))
             outcome = "aborted"
         except TimeoutError:
             log.warning("association aborted: peer silent too long", extra={"peer": self.host})
-            self._send_quietly(abort_pdu(0x00))
+            self._send_last(abort_pdu(0x00))
             outcome = "aborted"
         except (ConnectionError, OSError) as exc:
             log.info("connection closed by the peer", extra={"peer": self.host, "error": str(exc)})
@@ -195,9 +197,16 @@ class Association:
             if session is not None:
                 self.service.close(session, outcome)
 
-    def _send_quietly(self, pdu: bytes) -> None:
+    def _send_last(self, pdu: bytes) -> None:
+        """Send a last PDU (A-ABORT, A-ASSOCIATE-RJ) and let the peer read it: closing with unread input would
+        reset the connection and could discard the PDU at the peer, so drain until it closes (ARTIM bounds it)."""
         try:
             self.sock.sendall(pdu)
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + ARTIM_S
+            self.sock.settimeout(ARTIM_S)
+            while time.monotonic() < deadline and self.sock.recv(65536):
+                pass
         except OSError:
             pass
 
@@ -212,7 +221,7 @@ class Association:
         except Exception as exc:  # pynetdicom raises assorted errors on malformed items
             raise ProtocolError(f"malformed A-ASSOCIATE-RQ: {exc}") from None
         if request.application_context_name != APPLICATION_CONTEXT_NAME:
-            self.sock.sendall(reject_pdu(0x01, 0x01, 0x02))  # application context name not supported
+            self._send_last(reject_pdu(0x01, 0x01, 0x02))  # application context name not supported
             return None
         return request
 
