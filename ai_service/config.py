@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ai_service.storage import Location
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_MODEL_STORE = PACKAGE_DIR / "model_store"
 
@@ -20,10 +22,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LDH_", env_file=".env", extra="ignore")
 
     # where everything lives (inbox/, studies/, results/, feedback/, datasets/, models/)
-    data_dir: Path = Field(Path("./ldh-data"), description="Root of the local data store.")
-    model_store: Path = Field(
+    data_dir: Location = Field(
+        Path("./ldh-data"), description="Root of the data store: a local folder, or gs://bucket/prefix for the "
+        "retraining pipeline's storage on Vertex AI.")
+    model_store: Location = Field(
         SHIPPED_MODEL_STORE,
-        description="Model registry root (models/<name>/<version>/ + aliases.json); defaults to the shipped models.",
+        description="Model registry root (<name>/<version>/ + <name>/aliases.json): a local folder (default: the "
+        "shipped models) or gs://bucket/prefix (versions are downloaded into a local cache to be served).",
     )
     seg_model: str = Field("production", description="Segmentation model version or alias.")
     cls_model: str = Field("production", description="Herniation classifier version or alias.")
@@ -159,8 +164,8 @@ class Settings(BaseSettings):
     pipeline_holdout_fraction: float = Field(
         0.25, gt=0.0, lt=1.0, description="Share of pseudonymous patients whose feedback goes to the hold-out split.")
     pipeline_deid_key: str | None = Field(
-        None, description="Secret for the keyed hash of patient keys (default: a random key kept in "
-        "<data_dir>/pipelines/deid.key).")
+        None, description="Secret for the keyed hash of patient keys (default: a random key created once in the "
+        "data store as pipelines/deid.key).")
     pipeline_cron: str = Field(
         "", description="Crontab (5 fields, UTC) on which `ldh serve` runs the pipeline locally; empty = never.")
     pipeline_hot_reload_s: float = Field(

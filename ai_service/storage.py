@@ -2,9 +2,11 @@
 
 Keys are ``/``-separated relative paths (``results/<study>/<version>/findings.json``). A write is all or
 nothing: a reader sees either the previous object or the new one, never a partial file (local: temp file in
-the same folder + fsync + rename + fsync of the folder; GCS: one object upload, optionally with a generation
-precondition). Groups of objects are committed by writing a marker object last (e.g. ``findings.json`` of a
-result), so readers check the marker, not the folder.
+the same folder + fsync + rename + fsync of the folder; GCS: one object upload). Groups of objects are committed by
+writing a marker object last (e.g. ``findings.json`` of a result), so readers check the marker, not the folder.
+Two writers that must not both win use :meth:`Storage.write_if_absent` (create once: a secret, a model version's
+files) or :meth:`Storage.update` (read-modify-write that no other update interleaves with: an alias). Local: a
+hard link that fails if the name exists, and an ``flock``; GCS: generation preconditions.
 
 The layout (DESIGN.md): ``inbox/``, ``studies/<StudyUID>/``, ``results/<StudyUID>/<model-version>/``,
 ``feedback/{corrections,accepted}/``, ``datasets/<version>/``, ``models/<name>/<version>/``.
@@ -12,12 +14,17 @@ The layout (DESIGN.md): ``inbox/``, ``studies/<StudyUID>/``, ``results/<StudyUID
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import PlainValidator
 
 _KEY = re.compile(r"^[A-Za-z0-9._=+\-]+(/[A-Za-z0-9._=+\-]+)*$")
 
@@ -28,6 +35,26 @@ class StorageError(RuntimeError):
 
 class NotFound(KeyError):
     """No object under that key."""
+
+
+class Conflict(StorageError):
+    """A precondition failed: the object was created or changed by someone else since it was read."""
+
+
+def is_remote(location: Path | str) -> bool:
+    return str(location).startswith("gs://")
+
+
+def location(value: Path | str) -> Path | str:
+    """A data location: ``gs://bucket/prefix`` stays a URL (as a ``Path`` it would collapse to ``gs:/bucket``),
+    anything else is a local ``Path``."""
+    if not isinstance(value, (str, Path)):
+        raise ValueError(f"a location is a local path or gs://bucket/prefix, not {value!r}")
+    return str(value) if is_remote(value) else Path(value)
+
+
+# a setting or field holding a local folder or a gs:// URL (what :func:`storage_for` accepts)
+Location = Annotated[Path | str, PlainValidator(location)]
 
 
 def check_key(key: str) -> str:
@@ -56,6 +83,15 @@ class Storage(ABC):
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
         """Raise :class:`NotFound` when absent."""
+
+    @abstractmethod
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object unless it exists; True when this call created it (a concurrent creator gets False)."""
+
+    @abstractmethod
+    def update(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Replace the object by ``change(current or None)`` with no other update in between; returns what was
+        written. ``change`` may be called more than once (GCS retries when another writer got in first)."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -97,7 +133,9 @@ class LocalStorage(Storage):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _atomic(self, key: str, fill) -> None:
+    def _atomic(self, key: str, fill, *, exclusive: bool = False) -> bool:
+        """Write a temp file in the target folder, then rename it over the key (or, ``exclusive``, hard-link it
+        to the key, which fails if the key exists: False)."""
         path = self._path(key)
         for attempt in range(3):  # a concurrent delete may prune the folder between mkdir and mkstemp
             try:
@@ -114,8 +152,17 @@ class LocalStorage(Storage):
                 fill(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            if exclusive:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
             _fsync_dir(path.parent)
+            return True
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
             if isinstance(exc, OSError):
@@ -131,6 +178,26 @@ class LocalStorage(Storage):
                 shutil.copyfileobj(src, fh, 1 << 20)
 
         self._atomic(key, fill)
+
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        return self._atomic(key, lambda fh: fh.write(data), exclusive=True)
+
+    def update(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path.parent / f".{path.name}.lock", "a")
+        except OSError as exc:
+            raise StorageError(f"cannot update {key}: {exc.strerror or exc}") from exc
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+            try:
+                current = path.read_bytes()
+            except FileNotFoundError:
+                current = None
+            data = change(current)
+            self.write_bytes(key, data)
+            return data
 
     def read_bytes(self, key: str) -> bytes:
         try:

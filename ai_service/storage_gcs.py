@@ -2,15 +2,20 @@
 
 Vertex AI runs the pipeline's components on machines that share no disk with the service, so feedback and dataset
 versions must live in a bucket. One key is one object, and one upload is one object generation: a reader sees the
-previous object or the new one, never part of one (the atomicity the local backend gets from rename). The client
+previous object or the new one, never part of one (the atomicity the local backend gets from rename). Create-once
+and read-modify-write use generation preconditions (``if_generation_match``: 0 = "must not exist", else "still the
+generation I read"); GCS refuses a stale write with 412, raised as :class:`~ai_service.storage.Conflict`. The client
 honours ``STORAGE_EMULATOR_HOST`` (tests run against an emulator on 127.0.0.1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from ai_service.storage import NotFound, Storage, StorageError, check_key
+from ai_service.storage import Conflict, NotFound, Storage, StorageError, check_key
+
+UPDATE_ATTEMPTS = 20  # read-modify-write retries when other writers keep getting in first
 
 
 def parse_location(location: str) -> tuple[str, str]:
@@ -35,13 +40,15 @@ class GCSStorage(Storage):
         key = check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, key: str, action):
+    def _call(self, key: str, action, blob=None):
         from google.api_core import exceptions
 
         try:
-            return action(self.bucket.blob(self._name(key)))
+            return action(blob or self.bucket.blob(self._name(key)))
         except exceptions.NotFound as exc:
             raise NotFound(key) from exc
+        except exceptions.PreconditionFailed as exc:
+            raise Conflict(f"GCS {key}: changed by another writer") from exc
         except exceptions.GoogleAPICallError as exc:
             raise StorageError(f"GCS {key}: {exc.message}") from exc
 
@@ -50,6 +57,32 @@ class GCSStorage(Storage):
 
     def write_file(self, key: str, source: Path) -> None:
         self._call(key, lambda blob: blob.upload_from_filename(str(source)))
+
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        try:
+            self._call(key, lambda blob: blob.upload_from_string(data, if_generation_match=0))
+            return True
+        except Conflict:
+            return False
+
+    def update(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        for _ in range(UPDATE_ATTEMPTS):
+            blob = self.bucket.blob(self._name(key))
+            try:
+                self._call(key, lambda b: b.reload(), blob)  # the generation we read, then that generation's bytes
+                generation = blob.generation
+                current = self._call(key, lambda b: b.download_as_bytes(if_generation_match=generation), blob)
+            except NotFound:
+                current, generation = None, 0
+            except Conflict:  # replaced between the two reads
+                continue
+            data = change(current)
+            try:
+                self._call(key, lambda b: b.upload_from_string(data, if_generation_match=generation))
+                return data
+            except (Conflict, NotFound):  # another writer got in first (or deleted it): read again
+                continue
+        raise Conflict(f"GCS {key}: still changing after {UPDATE_ATTEMPTS} attempts")
 
     def read_bytes(self, key: str) -> bytes:
         return self._call(key, lambda blob: blob.download_as_bytes())

@@ -1,45 +1,17 @@
 """Both storage backends pass the same tests: the local folder, and GCS through gcp-storage-emulator (a real HTTP
-server this test starts on 127.0.0.1, driven by the real google-cloud-storage client). The retraining pipeline's
-run files go through the same interface, so its steps need no shared disk (Vertex AI)."""
+server started on 127.0.0.1, driven by the real google-cloud-storage client; see tests/gcs_support.py). The
+retraining pipeline's run files and de-identification key go through the same interface, so its steps need no
+shared disk (Vertex AI)."""
 
 from __future__ import annotations
 
-import socket
+import json
+import threading
 
 import pytest
 
 from ai_service.storage import NotFound, storage_for
-
-BUCKET = "ldh-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def gcs_emulator():
-    from gcp_storage_emulator.server import create_server
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    mp.setenv("GOOGLE_CLOUD_PROJECT", "test")
-    yield
-    mp.undo()
-    server.stop()
-
-
-@pytest.fixture(params=["local", "gcs"])
-def location(request, tmp_path) -> str:
-    if request.param == "local":
-        return str(tmp_path / "data")
-    request.getfixturevalue("gcs_emulator")
-    return f"gs://{BUCKET}/{tmp_path.name}"  # a fresh prefix per test in the shared bucket
+from tests.gcs_support import gcs_emulator, location  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -102,3 +74,45 @@ def test_pipeline_run_files_are_stored_where_the_data_lives(location, storage):
     steps.not_enough(config, "run-1", "not enough new feedback: 0 new record(s)")
     assert storage.list("pipelines/runs") == ["pipelines/runs/run-1/report.md", "pipelines/runs/run-1/summary.json"]
     assert '"outcome": "not enough new feedback"' in steps.run_file(config, "run-1", "summary.json")
+
+
+def race(worker, n: int = 8) -> list:
+    """Run ``worker(i)`` in ``n`` threads released together; their results in order."""
+    start, results = threading.Barrier(n), [None] * n
+
+    def run(i):
+        start.wait()
+        results[i] = worker(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_write_if_absent_creates_once_under_concurrency(location):
+    won = race(lambda i: storage_for(location).write_if_absent("pipelines/deid.key", f"key-{i}".encode()))
+    assert won.count(True) == 1
+    assert storage_for(location).read_bytes("pipelines/deid.key") == f"key-{won.index(True)}".encode()
+    assert storage_for(location).list("pipelines") == ["pipelines/deid.key"]
+
+
+def test_update_loses_no_concurrent_change(location):
+    def add(i):
+        return storage_for(location).update("models/m/aliases.json", lambda old: json.dumps(
+            json.loads(old or b"[]") + [i]).encode())
+
+    race(add)
+    assert sorted(json.loads(storage_for(location).read_bytes("models/m/aliases.json"))) == list(range(8))
+
+
+def test_the_deid_key_is_created_once_in_storage_and_read_by_every_run(location, monkeypatch):
+    from pipelines.retrain.deid import deid_key
+
+    monkeypatch.delenv("LDH_PIPELINE_DEID_KEY", raising=False)
+    keys = race(lambda i: deid_key(storage_for(location)))
+    assert len(set(keys)) == 1 and len(keys[0]) == 64
+    assert deid_key(storage_for(location)) == keys[0] == storage_for(location).read_bytes("pipelines/deid.key")
+    assert deid_key(storage_for(location), "configured") == b"configured"

@@ -3,7 +3,9 @@
 Exported crops are bare pixel arrays (``.npy``: no DICOM header); file names and ``labels.csv`` carry only a
 pseudonymous patient key = HMAC-SHA256(secret, PatientID) (the study UID when a series has no PatientID), so the
 same patient always gets the same key (patient-level splits across versions) and nobody without the secret can
-link a key back. :func:`scan_for_identifiers` is run on every export before its manifest is written.
+link a key back. The secret is created once where the data lives and read by every run (on Vertex every run is a
+fresh machine: a key per machine would re-split patients). :func:`scan_for_identifiers` is run on every export
+before its manifest is written.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+
+from ai_service.storage import Storage
+
+KEY = "pipelines/deid.key"
 
 # attributes of the PS3.15 basic profile whose values must never appear in an exported file or file name
 IDENTIFYING_KEYWORDS = (
@@ -28,18 +34,14 @@ class DeidError(RuntimeError):
     """An export would contain an identifier."""
 
 
-def deid_key(data_dir: Path, configured: str | None = None) -> bytes:
-    """The secret of the keyed hash: LDH_PIPELINE_DEID_KEY, else a random one created once in the data dir."""
+def deid_key(storage: Storage, configured: str | None = None) -> bytes:
+    """The secret of the keyed hash: LDH_PIPELINE_DEID_KEY, else a random one in the data storage (``pipelines/
+    deid.key``), created with write-if-absent so concurrent first runs still agree on one key."""
     configured = configured or os.environ.get("LDH_PIPELINE_DEID_KEY")
     if configured:
         return configured.encode()
-    path = Path(data_dir) / "pipelines" / "deid.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    storage.write_if_absent(KEY, secrets.token_hex(32).encode())
+    return storage.read_bytes(KEY).strip()
 
 
 def patient_key(key: bytes, patient_id: str) -> str:
