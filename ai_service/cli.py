@@ -64,6 +64,10 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         return run_model_command(args, settings)
     if args.models_command == "export-onnx":
         from ai_service.runtime import add_onnx_export
+        from ai_service.storage import is_remote
+
+        if is_remote(settings.model_store):  # it would change only this machine's cached copy
+            raise ModelError("export-onnx changes a version in place: run it on a local model store")
 
         entry = add_onnx_export(registry.resolve(args.name, args.version))
         print(json.dumps(entry, indent=2))

@@ -33,8 +33,8 @@ class EngineReloader:
 
     def wanted(self) -> ModelVersions:
         registry = ModelRegistry(self.settings.model_store)
-        return ModelVersions(registry.resolve(SEG_MODEL, self.settings.seg_model).version,
-                             registry.resolve(CLS_MODEL, self.settings.cls_model).version)
+        return ModelVersions(registry.version_of(SEG_MODEL, self.settings.seg_model),
+                             registry.version_of(CLS_MODEL, self.settings.cls_model))
 
     def check_once(self) -> bool:
         """Reload when the aliases moved; True when a new engine was swapped in."""

@@ -124,10 +124,12 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """Objects are files under ``root``; writes go through a temp file in the target folder."""
+    """Objects are files under ``root``; writes go through a temp file in the target folder. Files are private
+    (``mode`` 0600) unless the store is read by other users too (the model registry)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, mode: int = 0o600):
         self.root = Path(root).resolve()
+        self.mode = mode
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
@@ -148,6 +150,7 @@ class LocalStorage(Storage):
             except OSError as exc:
                 raise StorageError(f"cannot write {key}: {exc.strerror or exc}") from exc
         try:
+            os.fchmod(fd, self.mode)
             with os.fdopen(fd, "wb") as fh:
                 fill(fh)
                 fh.flush()
@@ -245,11 +248,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def storage_for(location: Path | str) -> Storage:
-    """The backend for a data location: ``gs://bucket/prefix`` is GCS, anything else a local folder."""
+def storage_for(location: Path | str, mode: int = 0o600) -> Storage:
+    """The backend for a data location: ``gs://bucket/prefix`` is GCS, anything else a local folder (whose new
+    files get ``mode``; GCS access is the bucket's IAM)."""
     text = str(location)
-    if text.startswith("gs://"):
+    if is_remote(text):
         from ai_service.storage_gcs import GCSStorage
 
         return GCSStorage(text)
-    return LocalStorage(Path(text))
+    return LocalStorage(Path(text), mode)

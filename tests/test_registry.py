@@ -1,4 +1,5 @@
-"""Model registry and findings contract: aliases resolve, versions are immutable, findings round-trip."""
+"""Model registry and findings contract: aliases resolve, versions are immutable, findings round-trip. The registry
+runs the same tests on a local store and a gs:// store (GCS emulator, tests/storage_support.py)."""
 
 import json
 
@@ -6,8 +7,10 @@ import pytest
 
 from ai_service.errors import ModelError
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions
-from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRegistry
+from ai_service.registry import CLS_MODEL, SEG_MODEL, AliasMoved, ModelRegistry
 from ai_service.config import SHIPPED_MODEL_STORE
+from pipelines.retrain.promotion import history, rollback, set_production
+from tests.storage_support import gcs_emulator, location, race  # noqa: F401 (fixtures)
 
 
 def make_version(root, name, version):
@@ -45,6 +48,85 @@ def test_shipped_models_have_production_aliases_and_honest_cards():
         assert "trained on synthetic phantoms only, not for clinical use" in json.dumps(ref.card)
         assert ref.card["command"].startswith("ldh train") and "seed" in ref.card["data"]
     assert 0 < reg.resolve(CLS_MODEL).card["operating_threshold"] < 1
+
+
+def saved(tmp_path, version):
+    """A version as a training run saves it, before it is published."""
+    folder = tmp_path / "saved" / version
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(f"weights of {version}".encode())
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "card.json").write_text(json.dumps({"version": version}))
+    return folder
+
+
+def test_publish_list_resolve_on_both_backends(location, tmp_path):
+    reg = ModelRegistry(location, cache=tmp_path / "cache")
+    ref = reg.publish("m", "v1", saved(tmp_path, "v1"))
+    assert reg.versions("m") == ["v1"] and ref.card == {"version": "v1"}
+    assert ref.model_file.read_bytes() == b"weights of v1" and (ref.path / "model.onnx").read_bytes() == b"onnx"
+    with pytest.raises(FileExistsError, match="immutable"):
+        reg.publish("m", "v1", saved(tmp_path, "v1-again"))
+    assert reg.resolve("m", "v1").model_file.read_bytes() == b"weights of v1"
+    reg.storage.write_bytes("m/v2/model.keras", b"half")  # a publish that died before its card
+    assert reg.versions("m") == ["v1"]
+    with pytest.raises(ModelError, match="m:v2 not found .*versions: v1"):
+        reg.resolve("m", "v2")
+    with pytest.raises(ModelError):
+        reg.set_alias("m", "production", "v2")
+
+
+def test_two_publishers_of_one_version_cannot_mix_their_files(location, tmp_path):
+    folders = [saved(tmp_path / str(i), "v1") for i in range(4)]
+    outcomes = race(lambda i: _publish(ModelRegistry(location, cache=tmp_path / f"cache{i}"), folders[i]), 4)
+    winner = [i for i, ok in enumerate(outcomes) if ok]
+    assert len(winner) == 1
+    ref = ModelRegistry(location, cache=tmp_path / "check").resolve("m", "v1")
+    assert ref.model_file.read_bytes() == (folders[winner[0]] / "model.keras").read_bytes()
+
+
+def _publish(reg, folder) -> bool:
+    try:
+        reg.publish("m", "v1", folder)
+        return True
+    except FileExistsError:
+        return False
+
+
+def test_promote_rollback_and_history_on_both_backends(location, tmp_path):
+    reg = ModelRegistry(location, cache=tmp_path / "cache")
+    for v in ("v1", "v2", "v3"):
+        reg.publish("m", v, saved(tmp_path, v))
+    set_production(reg, "m", "v1", action="promote", reason="first")
+    set_production(reg, "m", "v2", action="promote", reason="gate", run_id="run-1")
+    set_production(reg, "m", "v3", action="promote", reason="manual")
+    assert rollback(reg, "m")["to"] == "v2" and reg.resolve("m").version == "v2"
+    assert [(h["from"], h["to"], h["action"]) for h in history(reg, "m")] == [
+        (None, "v1", "promote"), ("v1", "v2", "promote"), ("v2", "v3", "promote"), ("v3", "v2", "rollback")]
+    with pytest.raises(AliasMoved, match="moved to v2 meanwhile"):
+        reg.set_alias("m", "production", "v1", expected="v3")
+    assert reg.aliases("m") == {"production": "v2"}
+
+
+def test_concurrent_promotions_never_replace_the_same_version(location, tmp_path):
+    reg = ModelRegistry(location, cache=tmp_path / "cache")
+    for v in ("v0", "v1", "v2", "v3", "v4", "v5"):
+        reg.publish("m", v, saved(tmp_path, v))
+    reg.set_alias("m", "production", "v0")
+
+    def promote(i):
+        try:
+            return set_production(ModelRegistry(location), "m", f"v{i + 1}", action="promote", reason="race")
+        except AliasMoved:
+            return None
+
+    moves = [e for e in race(promote, 5) if e is not None]
+    chain = {e["from"]: e["to"] for e in moves}
+    assert moves and len(chain) == len(moves)  # no production version was replaced twice
+    current = "v0"
+    while current in chain:
+        current = chain.pop(current)
+    assert not chain and reg.aliases("m")["production"] == current  # the moves that happened, in order
 
 
 def finding(level="L4-L5", p=0.9, box=(10, 20, 30, 28)):

@@ -135,8 +135,8 @@ def test_scheduler_runs_at_most_one_pipeline_at_a_time(tmp_path):
 
 def vertex_settings(**kw):
     values = dict(vertex_project="proj", vertex_location="europe-west4", vertex_pipeline_root="gs://bucket/root",
-                  vertex_service_account="pipelines@proj.iam.gserviceaccount.com", model_store=Path("/models"),
-                  data_dir=Path("/data"))
+                  vertex_service_account="pipelines@proj.iam.gserviceaccount.com", model_store="gs://bucket/models",
+                  data_dir="gs://bucket/data")
     values.update(kw)
     return Settings(_env_file=None, **values)
 
@@ -163,13 +163,17 @@ def test_vertex_submit_and_schedule_with_mocked_google_clients(tmp_path):
         assert create_job.call_args.kwargs["pipeline_job_id"] == "run-x"
         assert job.service_account == "pipelines@proj.iam.gserviceaccount.com"
         assert job.runtime_config.gcs_output_directory == "gs://bucket/root"
-        assert json.loads(job.runtime_config.parameter_values["config_json"])["data_dir"] == "/data"
+        config = json.loads(job.runtime_config.parameter_values["config_json"])
+        assert (config["data_dir"], config["model_store"]) == ("gs://bucket/data", "gs://bucket/models")
         create_schedule.return_value = types.Schedule(name="projects/proj/locations/europe-west4/schedules/1")
         runner.schedule(settings, cfg, template, "0 3 * * 1")
         sched = create_schedule.call_args.kwargs["schedule"]
         assert sched.cron == "0 3 * * 1" and sched.max_concurrent_run_count == 1
     with pytest.raises(runner.PipelineSetupError, match="LDH_VERTEX_SERVICE_ACCOUNT"):
         runner.submit(vertex_settings(vertex_service_account=None), cfg, template)
+    local = vertex_settings(data_dir=Path("/data"))  # the steps share no disk: a local path would split the data
+    with pytest.raises(runner.PipelineSetupError, match="must be gs:// URIs: LDH_DATA_DIR=/data$"):
+        runner.submit(local, RetrainConfig.from_settings(local), template)
 
 
 def test_identifier_scan_finds_names_ids_in_file_names_and_bytes(tmp_path):

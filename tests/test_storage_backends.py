@@ -1,17 +1,16 @@
 """Both storage backends pass the same tests: the local folder, and GCS through gcp-storage-emulator (a real HTTP
-server started on 127.0.0.1, driven by the real google-cloud-storage client; see tests/gcs_support.py). The
+server started on 127.0.0.1, driven by the real google-cloud-storage client; see tests/storage_support.py). The
 retraining pipeline's run files and de-identification key go through the same interface, so its steps need no
 shared disk (Vertex AI)."""
 
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
 from ai_service.storage import NotFound, storage_for
-from tests.gcs_support import gcs_emulator, location  # noqa: F401 (fixtures)
+from tests.storage_support import gcs_emulator, location, race  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -76,22 +75,6 @@ def test_pipeline_run_files_are_stored_where_the_data_lives(location, storage):
     assert '"outcome": "not enough new feedback"' in steps.run_file(config, "run-1", "summary.json")
 
 
-def race(worker, n: int = 8) -> list:
-    """Run ``worker(i)`` in ``n`` threads released together; their results in order."""
-    start, results = threading.Barrier(n), [None] * n
-
-    def run(i):
-        start.wait()
-        results[i] = worker(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_write_if_absent_creates_once_under_concurrency(location):
     won = race(lambda i: storage_for(location).write_if_absent("pipelines/deid.key", f"key-{i}".encode()))
     assert won.count(True) == 1
@@ -116,3 +99,49 @@ def test_the_deid_key_is_created_once_in_storage_and_read_by_every_run(location,
     assert len(set(keys)) == 1 and len(keys[0]) == 64
     assert deid_key(storage_for(location)) == keys[0] == storage_for(location).read_bytes("pipelines/deid.key")
     assert deid_key(storage_for(location), "configured") == b"configured"
+
+
+def gate_input(auc: float) -> dict:
+    """One model's evaluation metrics per set, as the evaluate step writes them (hold-out gain bound included)."""
+    one = {"auc": auc, "sensitivity": 0.9, "operating_specificity": 0.8, "brier": 0.1, "ece": 0.05, "discs": 40,
+           "herniated_discs": 15, "vs_production": {"lower_bound": 0.03, "confidence": 0.95, "patients": 12}}
+    return {name: dict(one) for name in ("holdout", "frozen", "pooled")}
+
+
+def test_the_gate_step_publishes_and_promotes_in_the_model_store_it_is_given(location, tmp_path):
+    import keras
+
+    from ai_service.registry import CLS_MODEL, ModelRegistry
+    from pipelines.retrain import steps
+    from pipelines.retrain.config import RetrainConfig
+    from pipelines.retrain.promotion import history, rollback
+    from pipelines.retrain.train import Candidate, save_candidate
+
+    store = f"{location}/models"
+    registry = ModelRegistry(store, cache=tmp_path / "cache")
+    folder = tmp_path / "saved" / "cls-v0"
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"production weights")
+    (folder / "card.json").write_text("{}")
+    registry.publish(CLS_MODEL, "cls-v0", folder)
+    registry.set_alias(CLS_MODEL, "production", "cls-v0")
+    inputs = keras.Input((64, 64, 2))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inputs)))
+    save_candidate(Candidate(model, {"architecture": {"hyperparameters": {"lr": 1e-3}}, "metrics": {}}),
+                   tmp_path / "candidate")
+    storage_for(location).write_bytes("pipelines/runs/run-1/evaluation.json", json.dumps(
+        {"production_version": "cls-v0", "metrics": {"candidate": gate_input(0.9), "production": gate_input(0.85)}}
+    ).encode())
+
+    config = RetrainConfig(data_dir=location, model_store=store).model_dump_json()
+    summary = steps.register_and_gate(config, "ds-1", str(tmp_path / "candidate"), "run-1")
+
+    assert summary["outcome"] == "promoted"
+    fresh = ModelRegistry(store, cache=tmp_path / "other-machine")  # e.g. the serving side
+    ref = fresh.resolve(CLS_MODEL, "production")
+    assert ref.version == summary["candidate"] and set(fresh.versions(CLS_MODEL)) == {"cls-v0", ref.version}
+    assert ref.card["lineage"]["pipeline_run_id"] == "run-1" and ref.card["onnx"]["file"] == "model.onnx"
+    assert keras.saving.load_model(ref.model_file, compile=False).count_params() == model.count_params()
+    assert [(h["from"], h["to"]) for h in history(fresh, CLS_MODEL)] == [("cls-v0", ref.version)]
+    assert "**Outcome: promoted**" in steps.run_file(config, "run-1", "report.md")
+    assert rollback(fresh, CLS_MODEL)["to"] == "cls-v0" == registry.version_of(CLS_MODEL)

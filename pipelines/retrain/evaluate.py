@@ -10,7 +10,6 @@ patients (:mod:`.bootstrap`), which the gate reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +34,7 @@ class EvalSet:
 
 
 def frozen_set(cfg: RetrainConfig) -> EvalSet:
-    seg = ModelRegistry(Path(cfg.model_store)).resolve(SEG_MODEL, "production")
+    seg = ModelRegistry(cfg.model_store).resolve(SEG_MODEL, "production")
     data = build_cls(FROZEN_SEED, cfg.frozen_eval_cases, seg_model=seg.model_file, augment=False,
                      cache=cache_dir(cfg), workers=cfg.workers)
     return EvalSet(data, np.asarray([d.split(":", 1)[1] for d in data.disc]))
@@ -130,5 +129,5 @@ def roc_points(scores: np.ndarray, truth: np.ndarray) -> tuple[list[float], list
 def production_classifier(cfg: RetrainConfig):
     import keras
 
-    ref = ModelRegistry(Path(cfg.model_store)).resolve(CLS_MODEL, "production")
+    ref = ModelRegistry(cfg.model_store).resolve(CLS_MODEL, "production")
     return ref, keras.saving.load_model(ref.model_file, compile=False)

@@ -1,8 +1,10 @@
 """Step 5 and the registry's alias history: the gate, ``promote`` and ``rollback``.
 
-Model versions are immutable folders (:mod:`ai_service.registry`); what changes is the ``production`` alias. Every
-change is appended to ``<store>/<name>/alias-history.jsonl`` (who/what moved it, from which version, why), so a
-rollback knows the version before and the lineage of every production period stays readable.
+Model versions are immutable (:mod:`ai_service.registry`); what changes is the ``production`` alias. Every change is
+appended to ``<store>/<name>/alias-history.jsonl`` (who/what moved it, from which version, why), so a rollback
+knows the version before and the lineage of every production period stays readable. Both objects change by
+read-modify-write through the storage (local or gs://), so concurrent promotions lose no history line and cannot
+both replace the same production version.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from ai_service.errors import ModelError
 from ai_service.registry import ModelRegistry
+from ai_service.storage import NotFound
 
 HISTORY = "alias-history.jsonl"
 
@@ -77,21 +79,28 @@ def gate(candidate: dict, production: dict, settings: GateSettings) -> Decision:
 
 
 def history(registry: ModelRegistry, name: str) -> list[dict]:
-    path = Path(registry.root) / name / HISTORY
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    try:
+        text = registry.storage.read_bytes(f"{name}/{HISTORY}").decode()
+    except NotFound:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def set_production(registry: ModelRegistry, name: str, version: str, *, action: str, reason: str,
                    run_id: str | None = None) -> dict:
-    """Point ``production`` at ``version`` (resolving it first) and append the change to the history."""
-    ref = registry.resolve(name, version)
+    """Point ``production`` at ``version`` (checked first) and append the change to the history.
+
+    The move happens only if production is still what the history entry says it came from
+    (:class:`ai_service.registry.AliasMoved` otherwise; the entry then records an attempt that changed nothing).
+    """
+    version = registry.check(name, version)
+    before = registry.aliases(name).get("production")
     entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "action": action, "alias": "production", "from": registry.aliases(name).get("production"),
-             "to": ref.version, "reason": reason, "run_id": run_id}
-    path = Path(registry.root) / name / HISTORY
-    with open(path, "a") as fh:  # history first: an alias change never goes unrecorded
-        fh.write(json.dumps(entry) + "\n")
-    registry.set_alias(name, "production", ref.version)
+             "action": action, "alias": "production", "from": before, "to": version, "reason": reason,
+             "run_id": run_id}
+    line = (json.dumps(entry) + "\n").encode()
+    registry.storage.update(f"{name}/{HISTORY}", lambda old: (old or b"") + line)  # first: no move goes unrecorded
+    registry.set_alias(name, "production", version, expected=before)
     return entry
 
 

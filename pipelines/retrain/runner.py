@@ -8,8 +8,8 @@ import json
 import time
 from pathlib import Path
 
-from ai_service.config import Settings
-from ai_service.config import SHIPPED_MODEL_STORE
+from ai_service.config import SHIPPED_MODEL_STORE, Settings
+from ai_service.storage import is_remote
 from pipelines.retrain.config import RetrainConfig
 from pipelines.retrain.pipeline import PIPELINE_NAME, build_pipeline
 from pipelines.retrain.steps import run_file
@@ -28,7 +28,7 @@ def check_local(cfg: RetrainConfig) -> None:
         raise PipelineSetupError(
             "the model store is the shipped read-only one; point LDH_MODEL_STORE at a writable store "
             f"(e.g. `cp -r {SHIPPED_MODEL_STORE} <data-dir>/models` and LDH_MODEL_STORE=<data-dir>/models)")
-    if str(cfg.data_dir).startswith("gs://"):
+    if is_remote(cfg.data_dir):
         raise PipelineSetupError("a local run needs a local LDH_DATA_DIR")
 
 
@@ -59,8 +59,11 @@ def _vertex_job(settings: Settings, cfg: RetrainConfig, template: Path, run_id: 
                               ("LDH_VERTEX_SERVICE_ACCOUNT", settings.vertex_service_account)) if not v]
     if missing:
         raise PipelineSetupError(f"Vertex AI needs {', '.join(missing)} (see README, Configuration)")
-    if not str(settings.vertex_pipeline_root).startswith("gs://"):
-        raise PipelineSetupError(f"LDH_VERTEX_PIPELINE_ROOT must be a gs:// URI, not {settings.vertex_pipeline_root!r}")
+    local = [f"{n}={v}" for n, v in (("LDH_VERTEX_PIPELINE_ROOT", settings.vertex_pipeline_root),
+                                     ("LDH_DATA_DIR", cfg.data_dir), ("LDH_MODEL_STORE", cfg.model_store))
+             if not is_remote(v)]
+    if local:  # each step runs on its own machine: what they share must be in a bucket
+        raise PipelineSetupError(f"on Vertex AI these must be gs:// URIs: {', '.join(local)}")
     aiplatform.init(project=settings.vertex_project, location=settings.vertex_location)
     params = {"config_json": cfg.model_dump_json()}
     if run_id:

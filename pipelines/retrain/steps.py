@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from ai_service.config import Settings
@@ -22,7 +23,7 @@ def _say(text: str) -> None:
 
 def _config(config_json: str) -> tuple[RetrainConfig, Settings]:
     cfg = RetrainConfig.model_validate_json(config_json)
-    settings = Settings(_env_file=None, data_dir=Path(cfg.data_dir), model_store=Path(cfg.model_store))
+    settings = Settings(_env_file=None, data_dir=cfg.data_dir, model_store=cfg.model_store)
     return cfg, settings
 
 
@@ -109,8 +110,10 @@ def register_and_gate(config_json: str, dataset_version: str, model_dir: str, ru
                        "gate": decision.as_dict()},
     }
     card["metrics"] = card["metrics"] | {"evaluation": metrics["candidate"]}
-    registry = ModelRegistry(Path(cfg.model_store))
-    save_model(candidate.model, Path(cfg.model_store), CLS_MODEL, version, card, production=False)
+    registry = ModelRegistry(cfg.model_store)
+    with tempfile.TemporaryDirectory(prefix="ldh-candidate-") as tmp:  # saved here, then published to the store
+        registry.publish(CLS_MODEL, version, save_model(candidate.model, Path(tmp), CLS_MODEL, version, card,
+                                                        production=False))
     if decision.promote:
         set_production(registry, CLS_MODEL, version, action="promote", reason="passed the gate: "
                        + "; ".join(decision.reasons), run_id=run_id)

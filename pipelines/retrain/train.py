@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRegistry
-from ai_service.storage import Storage
+from ai_service.storage import Storage, is_remote
 from pipelines.retrain.config import RetrainConfig
 from pipelines.retrain.dataset import concat, load_split
 from pipelines.training.data import ClsData, build_cls
@@ -30,6 +30,10 @@ class Candidate:
 
 
 def cache_dir(cfg: RetrainConfig) -> Path:
+    """Where generated phantoms are kept between runs: beside local data; a bucket's runs use this machine's temp
+    dir (regenerated when empty: they come from fixed seeds)."""
+    if is_remote(cfg.data_dir):
+        return Path(tempfile.gettempdir()) / "ldh-pipeline-cache"
     return Path(cfg.data_dir) / "pipelines" / "cache"
 
 
@@ -44,7 +48,7 @@ def train_candidate(storage: Storage, cfg: RetrainConfig, dataset_version: str, 
 
     from pipelines.training.cls import train_cls
 
-    registry = ModelRegistry(Path(cfg.model_store))
+    registry = ModelRegistry(cfg.model_store)
     seg = registry.resolve(SEG_MODEL, "production")
     prod = registry.resolve(CLS_MODEL, "production")
     train, _ = load_split(storage, dataset_version, "train")

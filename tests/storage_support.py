@@ -1,16 +1,18 @@
-"""The GCS emulator for tests: gcp-storage-emulator (a real HTTP server) started on 127.0.0.1 and driven by the real
+"""Storage backends for tests. The GCS emulator: gcp-storage-emulator (a real HTTP server) started on 127.0.0.1 and driven by the real
 google-cloud-storage client, plus the ``location`` fixture that runs a test on the local backend and on GCS.
 
 The emulator ignores generation preconditions (FACTS.md), which create-once and read-modify-write rely on, so the
 fixture adds GCS's rule to its upload handler: an upload with ``ifGenerationMatch`` that does not match the
 object's current generation (0 = absent) is refused with 412, as GCS does. The emulator serves one request at a
 time, so check and write cannot interleave. Without the emulator the GCS tests skip, or fail when CI=true.
+:func:`race` releases concurrent writers together.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 from http import HTTPStatus
 
 import pytest
@@ -86,3 +88,24 @@ def location(request, tmp_path) -> str:
         return str(tmp_path / "data")
     request.getfixturevalue("gcs_emulator")
     return f"gs://{BUCKET}/{tmp_path.name}"
+
+
+def race(worker, n: int = 8) -> list:
+    """Run ``worker(i)`` in ``n`` threads released together; their results in order (a worker's error is raised)."""
+    start, results, errors = threading.Barrier(n), [None] * n, []
+
+    def run(i):
+        start.wait()
+        try:
+            results[i] = worker(i)
+        except Exception as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
