@@ -48,8 +48,6 @@ def is_remote(location: Path | str) -> bool:
 def location(value: Path | str) -> Path | str:
     """A data location: ``gs://bucket/prefix`` stays a URL (as a ``Path`` it would collapse to ``gs:/bucket``),
     anything else is a local ``Path``."""
-    if not isinstance(value, (str, Path)):
-        raise ValueError(f"a location is a local path or gs://bucket/prefix, not {value!r}")
     return str(value) if is_remote(value) else Path(value)
 
 
@@ -189,18 +187,17 @@ class LocalStorage(Storage):
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = open(path.parent / f".{path.name}.lock", "a")
+            with open(path.parent / f".{path.name}.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                try:
+                    current = path.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                data = change(current)
+                self.write_bytes(key, data)
+                return data
         except OSError as exc:
             raise StorageError(f"cannot update {key}: {exc.strerror or exc}") from exc
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-            try:
-                current = path.read_bytes()
-            except FileNotFoundError:
-                current = None
-            data = change(current)
-            self.write_bytes(key, data)
-            return data
 
     def read_bytes(self, key: str) -> bytes:
         try:

@@ -67,22 +67,23 @@ class GCSStorage(Storage):
 
     def update(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes:
         for _ in range(UPDATE_ATTEMPTS):
-            blob = self.bucket.blob(self._name(key))
             try:
-                self._call(key, lambda b: b.reload(), blob)  # the generation we read, then that generation's bytes
-                generation = blob.generation
-                current = self._call(key, lambda b: b.download_as_bytes(if_generation_match=generation), blob)
-            except NotFound:
-                current, generation = None, 0
-            except Conflict:  # replaced between the two reads
-                continue
-            data = change(current)
-            try:
-                self._call(key, lambda b: b.upload_from_string(data, if_generation_match=generation))
-                return data
-            except (Conflict, NotFound):  # another writer got in first (or deleted it): read again
+                return self._update_once(key, change)
+            except Conflict:  # another writer got in first: read again
                 continue
         raise Conflict(f"GCS {key}: still changing after {UPDATE_ATTEMPTS} attempts")
+
+    def _update_once(self, key: str, change: Callable[[bytes | None], bytes]) -> bytes:
+        blob = self.bucket.blob(self._name(key))
+        try:
+            self._call(key, lambda b: b.reload(), blob)  # the generation we read, then that generation's bytes
+            generation = blob.generation
+            current = self._call(key, lambda b: b.download_as_bytes(if_generation_match=generation), blob)
+        except NotFound:
+            current, generation = None, 0
+        data = change(current)
+        self._call(key, lambda b: b.upload_from_string(data, if_generation_match=generation))
+        return data
 
     def read_bytes(self, key: str) -> bytes:
         return self._call(key, lambda blob: blob.download_as_bytes())

@@ -14,6 +14,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions
 from ai_service.labels import LEVELS, disc_label
 from ai_service.mr_series import Implementation, SeriesGeometry, mr_series
+from tests.storage_support import gcs_emulator, location  # noqa: F401 (fixtures: local and GCS backends)
 
 ROWS = COLS = 64
 SLICES = 5

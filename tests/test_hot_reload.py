@@ -18,7 +18,7 @@ from ai_service.volume import Volume
 from pipelines.retrain.promotion import set_production
 from tests.api_support import R, client_for, phantom, settings_for
 from tests.retrain_support import writable_store
-from tests.storage_support import BUCKET, gcs_emulator  # noqa: F401 (fixture)
+from tests.storage_support import BUCKET
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_hot_reload_under_concurrent_requests(tmp_path):
         assert "cls=cls-v1" in client.get("/api/models", headers=R).json()["version"]
 
 
-def test_hot_reload_follows_a_gcs_model_store(gcs_emulator, tmp_path, monkeypatch):  # noqa: F811
+def test_hot_reload_follows_a_gcs_model_store(gcs_emulator, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this machine's model cache
     store = f"gs://{BUCKET}/{tmp_path.name}/models"
     registry = ModelRegistry(store)

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
+from ai_service.config import SHIPPED_MODEL_STORE
 from ai_service.errors import ModelError
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions
 from ai_service.registry import CLS_MODEL, SEG_MODEL, AliasMoved, ModelRegistry
-from ai_service.config import SHIPPED_MODEL_STORE
 from pipelines.retrain.promotion import history, rollback, set_production
-from tests.storage_support import gcs_emulator, location, race  # noqa: F401 (fixtures)
+from tests.storage_support import race
 
 
 def make_version(root, name, version):

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from ai_service.storage import NotFound, storage_for
-from tests.storage_support import gcs_emulator, location, race  # noqa: F401 (fixtures)
+from tests.storage_support import race
 
 
 @pytest.fixture
