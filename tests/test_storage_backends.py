@@ -65,6 +65,22 @@ def test_keys_are_checked_and_locations_parsed(storage):
         parse_location("gs:///a")
 
 
+def test_location_settings_keep_gs_urls_whole_and_local_paths_as_paths(monkeypatch):
+    from pathlib import Path
+
+    from ai_service.config import SHIPPED_MODEL_STORE, Settings
+    from pipelines.retrain.config import RetrainConfig
+
+    assert (Settings(_env_file=None).data_dir, Settings(_env_file=None).model_store) == (Path("ldh-data"),
+                                                                                         SHIPPED_MODEL_STORE)
+    monkeypatch.setenv("LDH_DATA_DIR", "gs://bucket/ldh/data")
+    monkeypatch.setenv("LDH_MODEL_STORE", "/srv/models")
+    settings = Settings(_env_file=None)
+    assert (settings.data_dir, settings.model_store) == ("gs://bucket/ldh/data", Path("/srv/models"))
+    cfg = RetrainConfig.from_settings(settings)  # what every pipeline step is given
+    assert (cfg.data_dir, cfg.model_store) == ("gs://bucket/ldh/data", "/srv/models")
+
+
 def test_pipeline_run_files_are_stored_where_the_data_lives(location, storage):
     from pipelines.retrain import steps
     from pipelines.retrain.config import RetrainConfig

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ai_service.config import Settings
+from ai_service.storage import location
 
 
 def add_pipeline_parser(sub) -> None:
@@ -16,7 +17,7 @@ def add_pipeline_parser(sub) -> None:
                        "production -> gated promotion (see README, Retraining pipeline).")
     psub = p.add_subparsers(dest="pipeline_command", required=True)
     r = psub.add_parser("run", help="run the pipeline here with kfp's local SubprocessRunner (offline)")
-    r.add_argument("--data-dir", type=Path, default=None, help="data dir (default LDH_DATA_DIR)")
+    r.add_argument("--data-dir", type=location, default=None, help="data dir (default LDH_DATA_DIR)")
     r.add_argument("--min-new-records", type=int, default=None, help="override LDH_PIPELINE_MIN_NEW_RECORDS")
     r.add_argument("--trials", type=int, default=None, help="override LDH_PIPELINE_TUNER_TRIALS")
     r.add_argument("--epochs", type=int, default=None, help="override LDH_PIPELINE_EPOCHS")
