@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
