@@ -1,21 +1,27 @@
 """The retraining pipeline end to end on a tiny dataset: phantom studies through the API, simulated reviews,
-kfp's local SubprocessRunner (real, offline), de-identified patient-split dataset, registration, gate, report."""
+kfp's local SubprocessRunner (real, offline), de-identified patient-split dataset, registration, gate, report; and
+the same run as on Vertex AI: gs:// data and model store (GCS emulator), steps sharing nothing else."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
-from ai_service.registry import CLS_MODEL, ModelRegistry
+from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRegistry
+from ai_service.storage import storage_for
 from pipelines.retrain.collect import dataset_versions
 from pipelines.retrain.config import RetrainConfig
-from pipelines.retrain.deid import identifiers_of
+from pipelines.retrain.deid import identifiers_of, patient_key
 from pipelines.retrain.runner import PipelineSetupError, run_local
 from tests.api_support import client_for, settings_for
 from tests.retrain_support import DEID_KEY, review_phantoms, seeds_for_splits, writable_store
+from tests.storage_support import BUCKET
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +52,37 @@ def test_not_enough_feedback_ends_early(reviewed):
     assert summary["outcome"] == "not enough new feedback"
     assert "4 new record(s)" in summary["message"] and "5 needed" in summary["message"]
     assert dataset_versions(__import__("ai_service.storage", fromlist=["x"]).storage_for(settings.data_dir)) == []
+
+
+def test_as_on_vertex_the_steps_share_only_the_bucket(reviewed, gcs_emulator, monkeypatch, tmp_path):
+    settings, cases = reviewed
+    monkeypatch.delenv("LDH_PIPELINE_DEID_KEY")  # the key must come from the bucket, created by the first run
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # each step's model cache and phantoms: this test's "machines"
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    root = f"gs://{BUCKET}/{uuid.uuid4().hex[:8]}"
+    local, remote = storage_for(settings.data_dir), storage_for(f"{root}/data")
+    for key in local.list("feedback") + local.list("studies") + local.list("results"):  # what the service stored
+        remote.write_bytes(key, local.read_bytes(key))
+    shipped, registry = ModelRegistry(settings.model_store), ModelRegistry(f"{root}/models")
+    for name in (SEG_MODEL, CLS_MODEL):
+        ref = shipped.resolve(name)
+        registry.publish(name, ref.version, ref.path)
+        registry.set_alias(name, "production", ref.version)
+    before = registry.version_of(CLS_MODEL)
+
+    summary = run_local(tiny(settings.model_copy(update={"data_dir": f"{root}/data", "model_store": f"{root}/models"})),
+                        "run-vertex")
+
+    assert summary["outcome"] in ("promoted", "kept production")
+    card = ModelRegistry(f"{root}/models", cache=tmp_path / "serving").resolve(CLS_MODEL, summary["candidate"]).card
+    assert card["lineage"]["pipeline_run_id"] == "run-vertex" and card["onnx"]["file"] == "model.onnx"
+    assert registry.version_of(CLS_MODEL) == (summary["candidate"] if summary["outcome"] == "promoted" else before)
+    assert {"report.md", "summary.json", "roc.png", "evaluation.json"} <= {
+        k.rsplit("/", 1)[1] for k in remote.list("pipelines/runs/run-vertex")}
+    key = remote.read_bytes("pipelines/deid.key")
+    labels = remote.read_bytes(f"datasets/{summary['dataset']}/labels.csv").decode()
+    patients = {row["patient"] for row in csv.DictReader(io.StringIO(labels))}
+    assert patients == {patient_key(key, case.truth["patient_id"]) for case in cases}
 
 
 def test_local_pipeline_end_to_end(reviewed):

@@ -75,7 +75,7 @@ def run_pipeline_command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"pipeline run {summary['run_id']}: {summary['outcome']} - {summary['message']}")
             for reason in summary.get("decision", {}).get("reasons", []):
                 print(f"  {reason}")
-            print(f"report: {Path(cfg.data_dir) / 'pipelines' / 'runs' / summary['run_id'] / 'report.md'}")
+            print(f"report: {cfg.data_dir}/pipelines/runs/{summary['run_id']}/report.md")
             return 0
         with tempfile.TemporaryDirectory(prefix="ldh-pipeline-") as tmp:
             template = runner.compile_pipeline(settings, Path(tmp) / "pipeline.yaml")

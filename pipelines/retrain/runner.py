@@ -5,6 +5,7 @@ share it."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,17 +29,17 @@ def check_local(cfg: RetrainConfig) -> None:
         raise PipelineSetupError(
             "the model store is the shipped read-only one; point LDH_MODEL_STORE at a writable store "
             f"(e.g. `cp -r {SHIPPED_MODEL_STORE} <data-dir>/models` and LDH_MODEL_STORE=<data-dir>/models)")
-    if is_remote(cfg.data_dir):
-        raise PipelineSetupError("a local run needs a local LDH_DATA_DIR")
 
 
 def run_local(cfg: RetrainConfig, run_id: str | None = None, pipeline_root: Path | None = None) -> dict:
-    """Run the whole pipeline here; returns the run's ``summary.json``."""
+    """Run the whole pipeline here, each step in its own process; returns the run's ``summary.json``. With gs://
+    data and model store the steps share only the bucket, as on Vertex AI (a rehearsal before ``submit``)."""
     from kfp import local
 
     check_local(cfg)
     run_id = run_id or new_run_id()
-    root = pipeline_root or Path(cfg.data_dir) / "pipelines" / "kfp-local"
+    root = pipeline_root or (Path(tempfile.gettempdir()) / "ldh-kfp-local" if is_remote(cfg.data_dir)
+                             else Path(cfg.data_dir) / "pipelines" / "kfp-local")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     build_pipeline("python:3.11")(config_json=cfg.model_dump_json(), run_id=run_id)
     return json.loads(run_file(cfg.model_dump_json(), run_id, "summary.json"))
