@@ -12,7 +12,8 @@ import numpy as np
 
 from ai_service import labels as L
 
-SEG_SIZE = 256  # segmentation network input: SEG_SIZE x SEG_SIZE, 3 channels = slice and its two neighbours
+SEG_SIZE = 256  # default canvas side: the network sees size x size, 3 channels = slice and its two neighbours;
+# a segmentation version records its own side in its card (runtime.seg_canvas), so rollbacks keep theirs
 SEG_CLASSES = ("background", "disc", "vertebra", "sacrum")
 CROP_SIZE = 64  # classifier input: CROP_SIZE x CROP_SIZE, channels = image, this disc's mask
 CROP_MM_PER_PX = 1.0
@@ -33,23 +34,23 @@ def normalize_volume(volume: np.ndarray) -> np.ndarray:
     return np.clip((volume.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
 
 
-def seg_affine(rows: int, cols: int, row_mm: float, col_mm: float) -> np.ndarray:
-    """2x3 affine from input pixel (col, row) to the square network canvas, aspect kept, centred."""
+def seg_affine(rows: int, cols: int, row_mm: float, col_mm: float, size: int = SEG_SIZE) -> np.ndarray:
+    """2x3 affine from input pixel (col, row) to the square ``size``² network canvas, aspect kept, centred."""
     side_mm = max(rows * row_mm, cols * col_mm)
-    scale = SEG_SIZE / side_mm
+    scale = size / side_mm
     sx, sy = col_mm * scale, row_mm * scale
-    tx = (SEG_SIZE - cols * sx) / 2.0
-    ty = (SEG_SIZE - rows * sy) / 2.0
+    tx = (size - cols * sx) / 2.0
+    ty = (size - rows * sy) / 2.0
     # pixel centres: input centre (c + 0.5) maps to canvas (x + 0.5)
     return np.array([[sx, 0.0, tx + 0.5 * sx - 0.5], [0.0, sy, ty + 0.5 * sy - 0.5]], dtype=np.float64)
 
 
-def seg_inputs(norm: np.ndarray, row_mm: float, col_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Network input (slices, SEG_SIZE, SEG_SIZE, 3) from a normalised canonical volume, and the affine used."""
+def seg_inputs(norm: np.ndarray, row_mm: float, col_mm: float, size: int = SEG_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Network input (slices, size, size, 3) from a normalised canonical volume, and the affine used."""
     s, rows, cols = norm.shape
-    m = seg_affine(rows, cols, row_mm, col_mm)
+    m = seg_affine(rows, cols, row_mm, col_mm, size)
     canvas = np.stack(
-        [cv2.warpAffine(sl, m, (SEG_SIZE, SEG_SIZE), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR)
+        [cv2.warpAffine(sl, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR)
          for sl in norm]
     )
     padded = np.concatenate([canvas[:1], canvas, canvas[-1:]])
@@ -66,23 +67,22 @@ def seg_classes(label_map: np.ndarray) -> np.ndarray:
     return out
 
 
-def seg_targets(classes: np.ndarray, affine: np.ndarray) -> np.ndarray:
+def seg_targets(classes: np.ndarray, affine: np.ndarray, size: int = SEG_SIZE) -> np.ndarray:
     """Soft training targets on the canvas: the share of each canvas pixel that each class covers, as uint8 0…255.
 
-    Shape (slices, SEG_SIZE, SEG_SIZE, len(SEG_CLASSES)). The one-hot class map is warped like the image (area
+    Shape (slices, size, size, len(SEG_CLASSES)). The one-hot class map is warped like the image (area
     averaging when shrinking), not nearest-neighbour: hard canvas labels throw away where a boundary falls inside
     a canvas pixel, which capped mean disc Dice back on the input grid at ~0.96 even for a perfect network; with
     fractional targets the network's probabilities, mapped back bilinearly, keep it (~0.997 for perfect output).
     """
     k = len(SEG_CLASSES)
     flag = cv2.INTER_AREA if affine[0, 0] < 1 else cv2.INTER_LINEAR
-    out = np.empty((len(classes), SEG_SIZE, SEG_SIZE, k), dtype=np.uint8)
+    out = np.empty((len(classes), size, size, k), dtype=np.uint8)
     for i, c in enumerate(classes):
         onehot = (c[..., None] == np.arange(k, dtype=c.dtype)).astype(np.float32)
         for c0 in range(0, k, 4):  # cv2 warps at most 4 channels at once
-            warped = cv2.warpAffine(np.ascontiguousarray(onehot[..., c0 : c0 + 4]), affine, (SEG_SIZE, SEG_SIZE),
-                                    flags=flag)
-            out[i, ..., c0 : c0 + 4] = np.rint(warped.reshape(SEG_SIZE, SEG_SIZE, -1) * 255)
+            warped = cv2.warpAffine(np.ascontiguousarray(onehot[..., c0 : c0 + 4]), affine, (size, size), flags=flag)
+            out[i, ..., c0 : c0 + 4] = np.rint(warped.reshape(size, size, -1) * 255)
     return out
 
 

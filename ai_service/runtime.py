@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,21 @@ ONNX_OPSET = 17
 MAX_EXPORT_DIFF = 1e-4  # an export differing more than this from Keras on the probe batch is refused
 
 Runner = Callable[[np.ndarray], np.ndarray]
-INPUT_SHAPES = {  # per registered model name: one input, (batch, *shape), float32
-    SEG_MODEL: (P.SEG_SIZE, P.SEG_SIZE, 3),
-    CLS_MODEL: (P.CROP_SIZE, P.CROP_SIZE, 2),
-}
+
+
+def seg_canvas(card: Mapping[str, Any]) -> int:
+    """A segmentation version's canvas side, from its card (versions from before it was recorded: 256)."""
+    return int(card.get("architecture", {}).get("canvas", P.SEG_SIZE))
+
+
+def input_shape(name: str, card: Mapping[str, Any]) -> tuple[int, ...]:
+    """The one float32 input of a registered model version, (batch, *shape) without the batch."""
+    if name == SEG_MODEL:
+        side = seg_canvas(card)
+        return (side, side, 3)
+    if name == CLS_MODEL:
+        return (P.CROP_SIZE, P.CROP_SIZE, 2)
+    raise ModelError(f"unknown model name {name!r}")
 
 
 def compiled_graph(model, shape: tuple[int, ...]) -> Runner:
@@ -73,7 +84,7 @@ def add_onnx_export(ref: ModelRef) -> dict[str, Any]:
     """Export a version saved without ONNX and record it in its card (the one addition a version may receive)."""
     if ref.card.get("onnx"):
         raise ModelError(f"{ref.name}:{ref.version} already has an ONNX export")
-    entry = export_onnx(load_keras(ref), ref.path, INPUT_SHAPES[ref.name])
+    entry = export_onnx(load_keras(ref), ref.path, input_shape(ref.name, ref.card))
     atomic_write_text(ref.path / "card.json", json.dumps(ref.card | {"onnx": entry}, indent=2, sort_keys=True) + "\n")
     return entry
 
@@ -95,7 +106,7 @@ def load_runner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Runn
 
     ``onnx=False`` forces TensorFlow (``LDH_INFERENCE_RUNTIME=tensorflow``).
     """
-    shape = INPUT_SHAPES[ref.name]
+    shape = input_shape(ref.name, ref.card)
     entry = ref.card.get("onnx")
     path = ref.path / ONNX_FILE
     if onnx and entry and path.exists():

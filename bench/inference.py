@@ -57,12 +57,12 @@ def main() -> None:
 
     # in the same process, the same engine with other model runners: the compiled TensorFlow graphs (XLA), and
     # the plain model.predict baseline
-    from ai_service.runtime import INPUT_SHAPES, compiled_graph, load_keras
+    from ai_service.runtime import compiled_graph, input_shape, load_keras
 
     seg_model, cls_model = load_keras(engine.seg_ref), load_keras(engine.cls_ref)
     chosen = engine._seg, engine._cls
-    engine._seg = compiled_graph(seg_model, INPUT_SHAPES[engine.seg_ref.name])
-    engine._cls = compiled_graph(cls_model, INPUT_SHAPES[engine.cls_ref.name])
+    engine._seg = compiled_graph(seg_model, input_shape(engine.seg_ref.name, engine.seg_ref.card))
+    engine._cls = compiled_graph(cls_model, input_shape(engine.cls_ref.name, engine.cls_ref.card))
     engine.analyze(volume)
     xla, xla_stages, _ = timed(max(5, args.runs // 3))
     engine._seg = lambda x: seg_model.predict(x, verbose=0)

@@ -51,3 +51,14 @@ def test_soft_targets_keep_sub_pixel_boundaries():
     back = np.argmax(P.probabilities_to_grid(soft.astype(np.float32) / 255, affine, rows, cols), axis=-1)
     dice = 2 * ((back == 1) & (classes == 1)).sum() / ((back == 1).sum() + (classes == 1).sum())
     assert dice > 0.995
+
+
+def test_a_finer_canvas_keeps_the_field_of_view_with_smaller_pixels():
+    norm = np.zeros((3, 300, 200), np.float32)
+    x256, a256 = P.seg_inputs(norm, 1.0, 1.0)
+    x288, a288 = P.seg_inputs(norm, 1.0, 1.0, 288)
+    assert x256.shape == (3, 256, 256, 3) and x288.shape == (3, 288, 288, 3)
+    assert P.canvas_pixel_mm(a288, 1.0) == pytest.approx(300 / 288)
+    assert P.canvas_pixel_mm(a256, 1.0) == pytest.approx(300 / 256)
+    classes = np.zeros((1, 300, 200), np.uint8)
+    assert P.seg_targets(classes, a288, 288).shape == (1, 288, 288, len(P.SEG_CLASSES))

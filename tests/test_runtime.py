@@ -7,7 +7,7 @@ import pytest
 
 from ai_service.errors import ModelError
 from ai_service.registry import CLS_MODEL, ModelRegistry
-from ai_service.runtime import INPUT_SHAPES, add_onnx_export, load_runner
+from ai_service.runtime import add_onnx_export, input_shape, load_runner
 from pipelines.training.card import save_model
 
 
@@ -22,7 +22,7 @@ def store(tmp_path_factory):
 
 
 def _probe():
-    return np.random.default_rng(7).random((5, *INPUT_SHAPES[CLS_MODEL]), dtype=np.float32)
+    return np.random.default_rng(7).random((5, *input_shape(CLS_MODEL, {})), dtype=np.float32)
 
 
 def test_saved_version_carries_a_verified_onnx_export_that_serving_uses(store):
@@ -68,7 +68,37 @@ def test_export_can_be_added_once_to_a_version_saved_without_one(store, tmp_path
 def test_a_failed_save_leaves_no_version_behind(tmp_path):
     from ai_service.networks import build_classifier
 
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelError, match="unknown model name"):
         save_model(build_classifier(filters=4, blocks=1, dense=8), tmp_path, "no-such-model", "v1", {},
                    production=False)
     assert not any((tmp_path / "no-such-model").iterdir())
+
+
+def test_a_segmentation_version_is_served_on_the_canvas_its_card_records(tmp_path):
+    """The canvas side is a property of the version: export, runner and disc location all follow the card, so a
+    rollback to a version trained on another canvas keeps its own (cards without one: 256)."""
+    from ai_service.engine import compiled_segmenter, locate_discs
+    from ai_service.networks import build_unet
+    from ai_service.registry import SEG_MODEL
+
+    assert input_shape(SEG_MODEL, {}) == (256, 256, 3)
+    model = build_unet(base_filters=2)
+    save_model(model, tmp_path, SEG_MODEL, "c96", {"architecture": {"canvas": 96}}, production=False)
+    ref = ModelRegistry(tmp_path).resolve(SEG_MODEL, "c96")
+    run, runtime = load_runner(ref, threads=1)
+    assert runtime == "onnxruntime"
+    with pytest.raises(Exception, match="invalid dimensions"):
+        run(np.zeros((1, 256, 256, 3), np.float32))  # the export's signature is the recorded canvas
+    seen = []
+    graph, canvas = compiled_segmenter(model, ref.card)
+    assert canvas == 96
+
+    def spy(x):
+        seen.append(x.shape)
+        return run(x)
+
+    norm = np.random.default_rng(3).random((4, 120, 90), dtype=np.float32)
+    located = locate_discs(spy, norm, (4.0, 0.8, 0.8), canvas=canvas)
+    assert seen == [(4, 96, 96, 3)] and located.label_map.shape == norm.shape
+    np.testing.assert_allclose(graph(np.zeros((2, 96, 96, 3), np.float32)), run(np.zeros((2, 96, 96, 3), np.float32)),
+                               atol=1e-4)

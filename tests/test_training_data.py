@@ -5,7 +5,7 @@ from pipelines.training import data as D
 
 def test_profile_changes_reach_the_generated_phantoms():
     def contrast(changes):
-        case = D._make((5, 0, 0.35, "default", changes, "cls"))
+        case = D._make((5, 0, 0.35, "default", changes, "cls", 256))
         return case.truth["random_contrast"]
 
     assert contrast({"random_contrast_prob": 1.0}) is True

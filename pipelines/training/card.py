@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ai_service.registry import ModelRegistry, atomic_write_text
-from ai_service.runtime import INPUT_SHAPES, export_onnx
+from ai_service.runtime import export_onnx, input_shape
 
 DISCLAIMER = "trained on synthetic phantoms only, not for clinical use"
 
@@ -38,7 +38,7 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
         shipped = type(model).from_config(model.get_config())
         shipped.set_weights(model.get_weights())
         shipped.save(staging / "model.keras")
-        onnx = export_onnx(shipped, staging, INPUT_SHAPES[name])  # the serving engine's faster exact path
+        onnx = export_onnx(shipped, staging, input_shape(name, card))  # the serving engine's faster exact path
         full = {
             "name": name,
             "version": version,

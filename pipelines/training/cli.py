@@ -15,6 +15,13 @@ TRAIN_SEED_DEFAULTS = {"seg": 11, "cls": 22}
 VAL_SEED_OFFSET = 1000  # validation phantoms: a different base seed than training ones
 
 
+def _canvas(text: str) -> int:
+    side = int(text)
+    if side < 64 or side % 16:
+        raise argparse.ArgumentTypeError(f"canvas must be a multiple of 16 (the U-Net halves it 4 times), >= 64; got {side}")
+    return side
+
+
 def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p = sub.add_parser("train", help="train the segmentation (seg) or herniation (cls) model on phantoms",
                        description="Train on freshly generated synthetic phantoms and write a new immutable model "
@@ -26,6 +33,10 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs (default seg 20, cls 10)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default seg 16, cls 128)")
     p.add_argument("--base-filters", type=int, default=8, help="seg: U-Net base filters")
+    p.add_argument("--canvas", type=_canvas, default=256,
+                   help="seg: side of the square network canvas the field of view is scaled to (multiple of 16; "
+                        "default 256). Finer canvases resolve disc boundaries better and cost U-Net time with their "
+                        "area; the version's card records it and serving follows it")
     p.add_argument("--trials", type=int, default=2, help="cls: Keras Tuner trials (the search budget)")
     p.add_argument("--herniation-rate", type=float, default=0.35, help="per-level herniation probability")
     p.add_argument("--profile", default="default", help="phantom profile (default, shifted)")
@@ -88,9 +99,9 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         epochs, batch = args.epochs or 20, args.batch or 16
         from pipelines.training.seg import disc_dice, train_seg
 
-        x, y = D.build_seg(seed, count, progress=_progress("training phantoms"), **common)
-        xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, progress=_progress("validation phantoms"),
-                             **val_common)
+        x, y = D.build_seg(seed, count, canvas=args.canvas, progress=_progress("training phantoms"), **common)
+        xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, canvas=args.canvas,
+                             progress=_progress("validation phantoms"), **val_common)
         print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
         init = None
         if args.init:
@@ -105,7 +116,8 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                                    lr=args.lr, seed=seed, init=init)
         metrics = disc_dice(model, xv, yv)
         card = {"task": "segmentation of intervertebral discs, vertebral bodies and sacrum on sagittal slices",
-                "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4},
+                "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4,
+                                 "canvas": args.canvas},
                 "training": {"epochs": epochs, "batch": batch, "cases": count, "validation_cases": val_count,
                              "slices": int(len(x)), "history": history},
                 "data": data_card | {"count": count, "validation_count": val_count},

@@ -7,6 +7,7 @@ targets come from the phantom's ground truth.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +50,10 @@ def canonical_case(case: PhantomCase) -> CanonicalCase:
     )
 
 
-def seg_samples(cc: CanonicalCase) -> tuple[np.ndarray, np.ndarray]:
-    """(slices, SEG_SIZE, SEG_SIZE, 3) uint8 inputs and (slices, SEG_SIZE, SEG_SIZE, classes) uint8 soft targets."""
-    x, affine = P.seg_inputs(cc.norm, cc.spacing[1], cc.spacing[2])
-    y = P.seg_targets(P.seg_classes(cc.labels), affine)
+def seg_samples(cc: CanonicalCase, canvas: int = P.SEG_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """(slices, canvas, canvas, 3) uint8 inputs and (slices, canvas, canvas, classes) uint8 soft targets."""
+    x, affine = P.seg_inputs(cc.norm, cc.spacing[1], cc.spacing[2], canvas)
+    y = P.seg_targets(P.seg_classes(cc.labels), affine, canvas)
     return (np.clip(x, 0, 1) * 255).round().astype(np.uint8), y
 
 
@@ -98,11 +99,11 @@ def _jitter(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _make(args) -> tuple:
-    seed, index, rate, profile, changes, kind = args
+    seed, index, rate, profile, changes, kind, canvas = args
     if changes:
         profile = resolve_profile(profile).with_(**changes)
     cc = canonical_case(generate_case(case_seed(seed, index), herniation_rate=rate, profile=profile))
-    return seg_samples(cc) if kind == "seg" else cc
+    return seg_samples(cc, canvas) if kind == "seg" else cc
 
 
 @dataclass
@@ -113,12 +114,14 @@ class ClsData:
     disc_y: np.ndarray  # disc-level truth per crop (the phantom's herniation flag)
 
 
-def build_seg(seed: int, count: int, *, cache: Path | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
+def build_seg(seed: int, count: int, *, canvas: int = P.SEG_SIZE, cache: Path | None = None, **kw
+              ) -> tuple[np.ndarray, np.ndarray]:
     def make():
-        parts = list(_run("seg", seed, count, **kw))
+        parts = list(_run("seg", seed, count, canvas=canvas, **kw))
         return {"x": np.concatenate([p[0] for p in parts]), "y": np.concatenate([p[1] for p in parts])}
 
-    key = ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile"), *_changes_key(kw))
+    key = ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile"), *_changes_key(kw),
+           *(() if canvas == P.SEG_SIZE else (canvas,)))
     arrays = _cached(cache, key, make)
     return arrays["x"], arrays["y"]
 
@@ -131,11 +134,12 @@ def build_cls(seed: int, count: int, *, seg_model: Path, augment: bool = True, c
 
         from ai_service.engine import compiled_segmenter, locate_discs
 
-        seg_fn = compiled_segmenter(keras.saving.load_model(seg_model, compile=False))
+        card = json.loads((Path(seg_model).parent / "card.json").read_text())  # a version's card sits beside it
+        seg_fn, canvas = compiled_segmenter(keras.saving.load_model(seg_model, compile=False), card)
         xs, ys, discs, disc_ys = [], [], [], []
         for index, cc in enumerate(_run("cls", seed, count, **kw)):
             rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
-            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing).discs, rng)
+            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing, canvas=canvas).discs, rng)
             xs.append(crops)
             ys.append(y)
             discs += [f"{index}:{level}" for level, _, _ in meta]
@@ -178,11 +182,11 @@ def _cached(cache: Path | None, key: tuple, make) -> dict[str, np.ndarray]:
 
 
 def _run(kind: str, seed: int, count: int, *, herniation_rate: float = 0.35, profile: str = "default",
-         profile_changes: dict | None = None, workers: int = 2, progress=None):
+         profile_changes: dict | None = None, canvas: int = P.SEG_SIZE, workers: int = 2, progress=None):
     """Generate ``count`` phantoms in parallel worker processes; yield each case's samples in order.
 
     ``profile_changes`` adjust the named profile (field -> value) inside the workers: profiles do not pickle."""
-    jobs = [(seed, i, herniation_rate, profile, profile_changes or {}, kind) for i in range(count)]
+    jobs = [(seed, i, herniation_rate, profile, profile_changes or {}, kind, canvas) for i in range(count)]
     with mp.get_context("spawn").Pool(workers) as pool:
         for i, part in enumerate(pool.imap(_make, jobs, chunksize=2)):
             if progress:
