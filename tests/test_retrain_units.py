@@ -4,7 +4,6 @@ Vertex submit/schedule (only the Google API clients mocked), hot reload under co
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from unittest import mock
 
