@@ -138,3 +138,19 @@ def test_local_run_refuses_the_shipped_store(tmp_path):
     cfg = RetrainConfig.from_settings(Settings(_env_file=None, data_dir=tmp_path))
     with pytest.raises(PipelineSetupError, match="LDH_MODEL_STORE"):
         run_local(cfg)
+
+
+def test_an_empty_hold_out_split_keeps_production_and_says_why(tmp_path_factory, monkeypatch):
+    """Few reviewed patients can leave the keyed patient split without a test patient: the run still ends, and
+    the gate refuses for want of evidence instead of crashing on an empty hold-out."""
+    monkeypatch.setenv("LDH_PIPELINE_DEID_KEY", DEID_KEY)
+    root = tmp_path_factory.mktemp("retrain-no-holdout")
+    settings = settings_for(root / "data", model_store=writable_store(root), pipeline_hot_reload_s=0)
+    with client_for(settings) as client:
+        review_phantoms(client, seeds_for_splits({"train": 3, "val": 1}, start=881_000))
+    store = ModelRegistry(settings.model_store)
+    before = store.version_of(CLS_MODEL)
+    summary = run_local(tiny(settings), "run-no-holdout")
+    assert summary["outcome"] == "kept production" and store.version_of(CLS_MODEL) == before
+    reasons = store.resolve(CLS_MODEL, summary["candidate"]).card["evaluation"]["gate"]["reasons"]
+    assert any(r.startswith("FAILED: hold-out AUC gain lower bound +nan") for r in reasons), reasons

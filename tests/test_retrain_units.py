@@ -88,6 +88,8 @@ def test_paired_bootstrap_bounds_a_consistent_gain_above_zero_and_a_random_one_n
     same = paired_auc_gain(truth, production + rng.normal(0, 0.05, 100), production, patients)
     assert same.lower_bound < 0 < same.lower_bound + 0.1
     assert np.isnan(paired_auc_gain(truth, production, production, np.zeros(100)).lower_bound)  # one patient
+    empty = paired_auc_gain(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, dtype="U8"))  # no hold-out patient
+    assert empty.patients == 0 and np.isnan(empty.gain) and np.isnan(empty.lower_bound)
 
 
 def make_version(root, name, version):

@@ -49,6 +49,8 @@ def paired_auc_gain(truth: np.ndarray, candidate: np.ndarray, production: np.nda
     """
     positive = truth > 0.5
     ids, inverse = np.unique(patients, return_inverse=True)
+    if len(ids) == 0:  # an empty hold-out split (few reviewed patients): no gain, no bound
+        return GainBound(float("nan"), float("nan"), confidence, 0)
     full = np.ones((1, len(ids)))
     counts = np.random.default_rng(seed).multinomial(len(ids), np.full(len(ids), 1 / len(ids)), size=resamples)
     wins_c, wins_p = _wins(candidate, truth), _wins(production, truth)
