@@ -12,7 +12,8 @@ def test_profile_changes_reach_the_generated_phantoms():
     assert contrast({"random_contrast_prob": 0.0}) is False
 
 
-def test_profile_changes_change_the_cache_key_only_when_given():
+def test_profile_changes_are_an_order_free_part_of_the_cache_key():
     assert D._changes_key({}) == D._changes_key({"profile_changes": {}}) == ()
-    assert D._changes_key({"profile_changes": {"random_contrast_prob": 0.5}}) == \
-        ((("random_contrast_prob", 0.5),),)
+    assert D._changes_key({"profile_changes": {"random_contrast_prob": 0.5, "snr": (4, 9)}}) == \
+        D._changes_key({"profile_changes": {"snr": (4, 9), "random_contrast_prob": 0.5}}) == \
+        (("random_contrast_prob", 0.5), ("snr", (4, 9)))

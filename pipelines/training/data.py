@@ -120,8 +120,7 @@ def build_seg(seed: int, count: int, *, canvas: int = P.SEG_SIZE, cache: Path | 
         parts = list(_run("seg", seed, count, canvas=canvas, **kw))
         return {"x": np.concatenate([p[0] for p in parts]), "y": np.concatenate([p[1] for p in parts])}
 
-    key = ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile"), *_changes_key(kw),
-           *(() if canvas == P.SEG_SIZE else (canvas,)))
+    key = ("seg", seed, count, kw.get("herniation_rate"), kw.get("profile"), _changes_key(kw), canvas)
     arrays = _cached(cache, key, make)
     return arrays["x"], arrays["y"]
 
@@ -148,15 +147,15 @@ def build_cls(seed: int, count: int, *, seg_model: Path, augment: bool = True, c
                 "disc_y": np.asarray(disc_ys, dtype=np.float32)}
 
     digest = hashlib.sha256(Path(seg_model).read_bytes()).hexdigest()[:12]
-    key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"), digest, *_changes_key(kw))
+    key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"), digest, _changes_key(kw))
     a = _cached(cache, key, make)
     return ClsData(a["x"], a["y"], a["disc"], a["disc_y"])
 
 
 def _changes_key(kw: dict) -> tuple:
-    """Profile changes join the cache key only when there are some, so existing caches stay valid."""
-    changes = kw.get("profile_changes")
-    return (tuple(sorted(changes.items())),) if changes else ()
+    """Profile changes as an order-free part of the cache key (any edit of this module re-keys every entry
+    anyway: the code digest is part of the key)."""
+    return tuple(sorted((kw.get("profile_changes") or {}).items()))
 
 
 def _cached(cache: Path | None, key: tuple, make) -> dict[str, np.ndarray]:
