@@ -77,7 +77,7 @@ def shifted_auc(store: Path, version: str, cases: int, cache: Path) -> float:
     from pipelines.training.data import build_cls
 
     registry = ModelRegistry(store)
-    data = build_cls(HOLDOUT_SEED, cases, seg_model=registry.resolve(SEG_MODEL).model_file, augment=False,
+    data = build_cls(HOLDOUT_SEED, cases, seg=registry.resolve(SEG_MODEL), augment=False,
                      profile="shifted", herniation_rate=0.4, cache=cache)
     model = keras.saving.load_model(registry.resolve(CLS_MODEL, version).model_file, compile=False)
     return auc(*disc_scores(model.predict(data.x.astype(np.float32), batch_size=256, verbose=0)[:, 0], data))

@@ -35,7 +35,7 @@ class EvalSet:
 
 def frozen_set(cfg: RetrainConfig) -> EvalSet:
     seg = ModelRegistry(cfg.model_store).resolve(SEG_MODEL, "production")
-    data = build_cls(FROZEN_SEED, cfg.frozen_eval_cases, seg_model=seg.model_file, augment=False,
+    data = build_cls(FROZEN_SEED, cfg.frozen_eval_cases, seg=seg, augment=False,
                      cache=cache_dir(cfg), workers=cfg.workers)
     return EvalSet(data, np.asarray([d.split(":", 1)[1] for d in data.disc]))
 

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRegistry
+from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry
 from ai_service.storage import Storage, is_remote
 from pipelines.retrain.config import RetrainConfig
 from pipelines.retrain.dataset import concat, load_split
@@ -37,9 +37,9 @@ def cache_dir(cfg: RetrainConfig) -> Path:
     return Path(cfg.data_dir) / "pipelines" / "cache"
 
 
-def replay(cfg: RetrainConfig, seg_file: Path, *, validation: bool) -> ClsData:
+def replay(cfg: RetrainConfig, seg: ModelRef, *, validation: bool) -> ClsData:
     count = max(2, cfg.replay_cases // 4) if validation else cfg.replay_cases
-    return build_cls(REPLAY_VAL_SEED if validation else REPLAY_SEED, count, seg_model=seg_file,
+    return build_cls(REPLAY_VAL_SEED if validation else REPLAY_SEED, count, seg=seg,
                      augment=not validation, cache=cache_dir(cfg), workers=cfg.workers)
 
 
@@ -57,8 +57,8 @@ def train_candidate(storage: Storage, cfg: RetrainConfig, dataset_version: str, 
     if cfg.replay_cases:
         print(f"replaying {cfg.replay_cases} original-distribution phantoms (cached in {cache_dir(cfg)})",
               file=sys.stderr, flush=True)
-        parts.append(replay(cfg, seg.model_file, validation=False))
-        val_parts.append(replay(cfg, seg.model_file, validation=True))
+        parts.append(replay(cfg, seg, validation=False))
+        val_parts.append(replay(cfg, seg, validation=True))
     data, valid = concat(*parts), concat(*val_parts)
     if not len(data.y) or not len(valid.y):
         raise ValueError(f"dataset {dataset_version} has no {'training' if not len(data.y) else 'validation'} crops "

@@ -132,9 +132,9 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
 
         seg_ref = ModelRegistry(store).resolve(SEG_MODEL, args.seg_model)
         data_card["disc_masks"] = f"predicted by {SEG_MODEL}:{seg_ref.version} (the serving path)"
-        data = D.build_cls(seed, count, seg_model=seg_ref.model_file, augment=True,
+        data = D.build_cls(seed, count, seg=seg_ref, augment=True,
                            progress=_progress("training phantoms"), **common)
-        val = D.build_cls(seed + VAL_SEED_OFFSET, val_count, seg_model=seg_ref.model_file, augment=False,
+        val = D.build_cls(seed + VAL_SEED_OFFSET, val_count, seg=seg_ref, augment=False,
                           progress=_progress("validation phantoms"), **val_common)
         print(f"classifier samples: {len(data.y)} train crops ({int(data.y.sum())} positive), "
               f"{len(val.y)} validation crops", file=sys.stderr)

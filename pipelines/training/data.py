@@ -7,7 +7,6 @@ targets come from the phantom's ground truth.
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from ai_service import labels as L
 from ai_service import preprocess as P
 from ai_service.discs import NamedDisc
+from ai_service.registry import ModelRef
 from ai_service.volume import Volume, canonical_of
 from pipelines.phantom import PhantomCase, generate_case
 from pipelines.phantom.profile import resolve_profile
@@ -125,16 +125,14 @@ def build_seg(seed: int, count: int, *, canvas: int = P.SEG_SIZE, cache: Path | 
     return arrays["x"], arrays["y"]
 
 
-def build_cls(seed: int, count: int, *, seg_model: Path, augment: bool = True, cache: Path | None = None,
+def build_cls(seed: int, count: int, *, seg: ModelRef, augment: bool = True, cache: Path | None = None,
               **kw) -> ClsData:
-    """Classifier samples whose disc masks come from the segmentation model saved at ``seg_model``."""
+    """Classifier samples whose disc masks come from the segmentation version ``seg``."""
     def make():
-        import keras
-
         from ai_service.engine import compiled_segmenter, locate_discs
+        from ai_service.runtime import load_keras
 
-        card = json.loads((Path(seg_model).parent / "card.json").read_text())  # a version's card sits beside it
-        seg_fn, canvas = compiled_segmenter(keras.saving.load_model(seg_model, compile=False), card)
+        seg_fn, canvas = compiled_segmenter(load_keras(seg), seg.card)
         xs, ys, discs, disc_ys = [], [], [], []
         for index, cc in enumerate(_run("cls", seed, count, **kw)):
             rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
@@ -146,7 +144,7 @@ def build_cls(seed: int, count: int, *, seg_model: Path, augment: bool = True, c
         return {"x": np.concatenate(xs), "y": np.concatenate(ys), "disc": np.asarray(discs),
                 "disc_y": np.asarray(disc_ys, dtype=np.float32)}
 
-    digest = hashlib.sha256(Path(seg_model).read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(seg.model_file.read_bytes()).hexdigest()[:12]
     key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"), digest, _changes_key(kw))
     a = _cached(cache, key, make)
     return ClsData(a["x"], a["y"], a["disc"], a["disc_y"])
