@@ -2,6 +2,8 @@
 
 Levels are counted from the sacrum upward over the *vertebral bodies* (not the discs), so a disc the network
 missed does not shift the names of the others, and a T12-L1 disc or a cut-off FOV simply yields fewer levels.
+Two bodies the network joined (through a thin, dark disc it called bone) are counted as two: a disc found
+between them cuts the component (:func:`_body_rows`).
 All arrays are canonical ``(slices, rows, columns)`` (rows head→feet); naming works on any grid whose spacing is
 given (the engine names on the network canvas, then maps the names to the input grid: :func:`discs_of`).
 """
@@ -18,6 +20,7 @@ from ai_service.labels import LEVELS, disc_label
 MIN_DISC_MM3 = 150.0
 MIN_BODY_MM3 = 1500.0
 MIN_SACRUM_MM3 = 800.0
+MIN_CUT_SHARE = 0.2  # a disc splits a body component when at least this share of it lies on each side of it
 _STRUCTURE = ndimage.generate_binary_structure(3, 1)
 
 
@@ -70,6 +73,40 @@ def _contact(part: _Component, other: np.ndarray) -> int:
     return int((grown & ~inside & other[box]).sum())
 
 
+def _disc_plane(disc: _Component, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """A disc's mid-plane in the sagittal (row, column) mm plane: centre and unit normal pointing to the feet."""
+    rr, cc = np.nonzero(disc.mask[disc.box].any(axis=0))
+    pts = np.stack([(rr + disc.box[1].start) * spacing[1], (cc + disc.box[2].start) * spacing[2]], axis=1)
+    centre = pts.mean(axis=0)
+    cov = np.cov((pts - centre).T) if len(pts) > 2 else np.eye(2)
+    normal = np.linalg.eigh(cov)[1][:, 0]  # across the disc: the direction of least spread
+    return centre, normal if normal[0] > 0 else -normal
+
+
+def _body_rows(bodies: list[_Component], discs: list[_Component], spacing) -> list[float]:
+    """Centroid rows of the vertebral bodies, a component cut in pieces by each disc that lies inside it.
+
+    A disc cuts a body component when its centre row falls within the component and at least
+    :data:`MIN_CUT_SHARE` of the component's voxels lie on each side of the disc's mid-plane: an ordinary body
+    next to a disc has all but a sliver on one side, whatever the lordosis.
+    """
+    planes = [(float(d.centroid[1]), *_disc_plane(d, spacing)) for d in discs]
+    rows = []
+    for body in bodies:
+        _, rr, cc = np.nonzero(body.mask[body.box])
+        rr = rr + body.box[1].start
+        pts = np.stack([rr * spacing[1], (cc + body.box[2].start) * spacing[2]], axis=1)
+        piece = np.zeros(len(rr), dtype=np.int32)
+        for row, centre, normal in planes:
+            if not body.box[1].start < row < body.box[1].stop:
+                continue
+            below = (pts - centre) @ normal > 0
+            if min(below.mean(), 1.0 - below.mean()) >= MIN_CUT_SHARE:
+                piece += below
+        rows += [float(rr[piece == k].mean()) for k in np.unique(piece)]
+    return sorted(rows)
+
+
 def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
     """Name disc components L1-L2 ... L5-S1 from a class map (0 bg, 1 disc, 2 body, 3 sacrum)."""
     voxel_mm3 = float(np.prod(spacing))
@@ -82,12 +119,16 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
         sacrum = max(sacra, key=lambda c: c.mask.sum())
         sacrum_row = float(sacrum.centroid[1])
         disc_mask = classes == 1
-        # a "body" that touches the sacrum more than any disc is a piece of the sacrum (no disc between them)
+        disc_rows = [float(d.centroid[1]) for d in discs]
+        # a "body" that touches the sacrum more than any disc, with no disc between them, is a piece of the
+        # sacrum; L5 stays a body when sacrum voxels reach up beside it but the L5-S1 disc lies below it
         bodies = [b for b in bodies
-                  if b.centroid[1] < sacrum_row and _contact(b, sacrum.mask) <= _contact(b, disc_mask)]
+                  if b.centroid[1] < sacrum_row
+                  and (_contact(b, sacrum.mask) <= _contact(b, disc_mask)
+                       or any(b.centroid[1] < r < sacrum_row for r in disc_rows))]
     else:
         warnings.append("sacrum not identified; levels counted assuming the lowest structure is at L5-S1")
-    body_rows = sorted(float(b.centroid[1]) for b in bodies)
+    body_rows = _body_rows(bodies, discs, spacing)
 
     named: dict[str, NamedDisc] = {}
     for disc in sorted(discs, key=lambda c: c.centroid[1]):

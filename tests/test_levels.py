@@ -79,3 +79,57 @@ def test_discs_of_rebuilds_named_discs_with_their_boxes():
         assert a.mask[a.box].sum() == a.mask.sum()  # the box holds the whole disc
         assert all(s.stop - s.start == int(np.any(a.mask, axis=tuple(j for j in range(3) if j != i)).sum())
                    for i, s in enumerate(a.box))  # and is tight
+
+
+def _row_of_disc_below(classes: np.ndarray, body: int) -> int:
+    """First row of the disc below toy body ``body`` (see :func:`spine`)."""
+    return 5 + body * 27 + 20
+
+
+def test_two_bodies_joined_through_a_disc_called_bone_are_counted_as_two():
+    # the thin, dark L4-L5 disc (below body 4) mostly segmented as bone: L4 and L5 form one body component and
+    # only a posterior remnant of the disc is left; before, the remnant joined L5-S1 and every level above shifted
+    classes = spine(bodies=6)
+    row = _row_of_disc_below(classes, 4)
+    classes[:, row : row + 7, 20:60] = 2
+    classes[:, row + 2 : row + 5, 46:58] = 1
+    result = assign_levels(classes, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)
+    remnant = result.label_map == disc_label("L4-L5")
+    assert remnant[:, row + 2 : row + 5, 46:58].all() and remnant.sum() == 5 * 3 * 12
+    assert result.vertebrae == 6
+
+
+def test_bodies_bridged_beside_a_found_disc_are_counted_as_two():
+    # the disc is found on the middle slices, but on the lateral ones bone bridges the two bodies
+    classes = spine(bodies=6)
+    row = _row_of_disc_below(classes, 2)
+    classes[0, row : row + 7, 20:60] = 2
+    classes[-1, row : row + 7, 20:60] = 2
+    result = assign_levels(classes, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)
+    assert result.vertebrae == 6
+
+
+def test_a_strongly_tilted_spine_keeps_one_body_per_vertebra():
+    import cv2
+
+    straight = spine(bodies=6)
+    pad = np.zeros((straight.shape[0], 360, 360), np.uint8)
+    pad[:, 50:310, 140:220] = straight
+    turn = cv2.getRotationMatrix2D((180.0, 180.0), 35.0, 1.0)
+    tilted = np.stack([cv2.warpAffine(s, turn, (360, 360), flags=cv2.INTER_NEAREST) for s in pad])
+    result = assign_levels(tilted, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)
+    assert result.vertebrae == 6
+
+
+def test_l5_stays_a_body_when_sacrum_voxels_reach_up_beside_it():
+    # the network called a posterior strip of L5 "sacrum", joined to the sacrum below: L5 touches the sacrum more
+    # than its discs, but the L5-S1 disc lies between them, so it is a vertebra, not a piece of the sacrum
+    classes = spine(bodies=6)
+    l5_top = 5 + 5 * 27
+    classes[:, l5_top : l5_top + 27, 56:66] = 3
+    result = assign_levels(classes, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)
+    assert result.vertebrae == 6
