@@ -72,6 +72,20 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         entry = add_onnx_export(registry.resolve(args.name, args.version))
         print(json.dumps(entry, indent=2))
         return 0
+    if args.models_command == "derive":
+        from ai_service.storage import is_remote
+        from pipelines.training.card import derive_seg_version
+
+        if is_remote(settings.model_store):
+            raise ModelError("derive writes a version folder: run it on a local model store, then upload it")
+        try:
+            path = derive_seg_version(settings.model_store, args.source, args.version, canvas=args.canvas,
+                                      slice_weight=args.slice_weight, sigma_px=args.sigma_px,
+                                      production=args.production)
+        except FileExistsError as exc:
+            raise ModelError(str(exc)) from None
+        print(f"wrote {SEG_MODEL}:{args.version} to {path}{' (production)' if args.production else ''}")
+        return 0
     for name in names:
         aliases = registry.aliases(name)
         for version in registry.versions(name):
@@ -146,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.phantom.cli import add_parser as add_phantom
     from pipelines.retrain.cli import add_model_commands, add_pipeline_parser
     from pipelines.training.cli import add_parsers as add_training
+    from pipelines.training.cli import canvas_side, neighbour_share
 
     parser = argparse.ArgumentParser(
         prog="ldh",
@@ -200,6 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "weights and every other card field stay as they are.")
     ep.add_argument("name", help="model name (disc-seg, herniation-cls)")
     ep.add_argument("version", help="version or alias")
+    dp = msub.add_parser("derive", help="publish a segmentation version's weights as a new version served another "
+                         "way (canvas side, probability smoothing)",
+                         description="The new version has the source's weights, its own canvas (ONNX re-exported) "
+                         "and smoothing of the canvas probabilities (neighbouring slices, in-plane Gaussian). Compare "
+                         "it with `ldh evaluate`, promote it, roll it back like any version.")
+    dp.add_argument("source", help="disc-seg version or alias whose weights are served")
+    dp.add_argument("version", help="name of the new version")
+    dp.add_argument("--canvas", type=canvas_side, default=256, help="canvas side (multiple of 16; default 256)")
+    dp.add_argument("--slice-weight", type=neighbour_share, default=0.0,
+                    help="share of each neighbouring slice in a slice's probabilities (0 … <1/3; default 0)")
+    dp.add_argument("--sigma-px", type=float, default=0.0, help="in-plane Gaussian on the probabilities, canvas pixels")
+    dp.add_argument("--production", action="store_true", help="point the production alias at the new version")
     add_model_commands(msub)
     p.set_defaults(func=_models)
     add_pipeline_parser(sub)

@@ -1,8 +1,8 @@
 """The inference engine: models loaded once, one fixed-signature compiled graph each, thread-safe.
 
-segment (2.5D U-Net on every slice) → name discs by anatomy on the network canvas → map the named discs back to
-the input grid (bilinear probabilities, arg-max) → classify each disc on the slices it covers (max over slices)
-→ typed :class:`Findings` in input pixels.
+segment (2.5D U-Net on every slice, probabilities smoothed as the version's card says) → name discs by anatomy on
+the network canvas → map the named discs back to the input grid (bilinear probabilities, arg-max) → classify each
+disc on the slices it covers (max over slices) → typed :class:`Findings` in input pixels.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ai_service.discs import DiscAssignment, assign_levels, discs_of  # noqa: E4
 from ai_service.errors import InputError  # noqa: E402
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions  # noqa: E402
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  # noqa: E402
-from ai_service.runtime import compiled_graph, input_shape, load_runner, seg_canvas  # noqa: E402
+from ai_service.runtime import SegServing, compiled_graph, input_shape, load_runner  # noqa: E402
 from ai_service.volume import Canonical, Volume, canonical_of  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,18 @@ class Analysis:
 
 
 def compiled_segmenter(model, card: dict) -> tuple:
-    """The fixed-signature compiled graph of a Keras segmentation version and its canvas side (training's path
+    """The fixed-signature compiled graph of a Keras segmentation version and how it is served (training's path
     to predicted masks)."""
-    return compiled_graph(model, input_shape(SEG_MODEL, card)), seg_canvas(card)
+    return compiled_graph(model, input_shape(SEG_MODEL, card)), SegServing.of(card)
 
 
-def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], *, canvas: int,
+def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], *, serving: SegServing,
                  timings: dict[str, float] | None = None) -> DiscAssignment:
     """Segment, name and map back: the named disc masks on the canonical input grid.
 
-    ``seg_fn`` runs the segmentation model (ONNX Runtime or the compiled graph, equal to 1e-4) on its
-    ``canvas``² inputs; the classifier's training masks come from this same function.
+    ``seg_fn`` runs the segmentation model (ONNX Runtime or the compiled graph, equal to 1e-4) on the version's
+    canvas, whose probabilities are then smoothed as its card says; the classifier's training masks come from
+    this same function.
     Levels are named on the network canvas (~1 mm pixels: a quarter of the voxels of a 512² series); then only the
     rectangle holding the named discs is mapped back: there the arg-max of the bilinearly mapped probabilities
     decides which voxels are disc (the accuracy of the input grid), and each takes the name of the canvas disc
@@ -56,8 +57,8 @@ def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], 
     """
     t = time.perf_counter()
     _, rows, cols = norm.shape
-    inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2], canvas)
-    probs = seg_fn(inputs)
+    inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2], serving.canvas)
+    probs = P.smooth_probabilities(seg_fn(inputs), serving.slice_weight, serving.sigma_px)
     t_levels = time.perf_counter()
     canvas_mm = P.canvas_pixel_mm(affine, spacing[2])
     named = assign_levels(np.argmax(probs, axis=-1).astype(np.uint8), (spacing[0], canvas_mm, canvas_mm))
@@ -84,7 +85,7 @@ class InferenceEngine:
         registry = ModelRegistry(settings.model_store)
         self.seg_ref: ModelRef = registry.resolve(SEG_MODEL, settings.seg_model)
         self.cls_ref: ModelRef = registry.resolve(CLS_MODEL, settings.cls_model)
-        self.canvas = seg_canvas(self.seg_ref.card)
+        self.serving = SegServing.of(self.seg_ref.card)
         self.threshold = (
             settings.operating_threshold
             if settings.operating_threshold is not None
@@ -106,11 +107,11 @@ class InferenceEngine:
 
     def warm_up(self) -> None:
         """Trace and compile both graphs now, not on the first study."""
-        self._seg(np.zeros((1, self.canvas, self.canvas, 3), np.float32))
+        self._seg(np.zeros((1, self.serving.canvas, self.serving.canvas, 3), np.float32))
         self._cls(np.zeros((1, P.CROP_SIZE, P.CROP_SIZE, 2), np.float32))
 
     def locate(self, norm: np.ndarray, spacing: tuple[float, float, float], timings=None) -> DiscAssignment:
-        return locate_discs(self._seg, norm, spacing, canvas=self.canvas, timings=timings)
+        return locate_discs(self._seg, norm, spacing, serving=self.serving, timings=timings)
 
     def analyze(self, volume: Volume) -> Analysis:
         timings: dict[str, float] = {}

@@ -13,7 +13,7 @@ import numpy as np
 from ai_service import labels as L
 
 SEG_SIZE = 256  # default canvas side: the network sees size x size, 3 channels = slice and its two neighbours;
-# a segmentation version records its own side in its card (runtime.seg_canvas), so rollbacks keep theirs
+# a segmentation version records its own side in its card (runtime.SegServing), so rollbacks keep theirs
 SEG_CLASSES = ("background", "disc", "vertebra", "sacrum")
 CROP_SIZE = 64  # classifier input: CROP_SIZE x CROP_SIZE, channels = image, this disc's mask
 CROP_MM_PER_PX = 1.0
@@ -83,6 +83,28 @@ def seg_targets(classes: np.ndarray, affine: np.ndarray, size: int = SEG_SIZE) -
         for c0 in range(0, k, 4):  # cv2 warps at most 4 channels at once
             warped = cv2.warpAffine(np.ascontiguousarray(onehot[..., c0 : c0 + 4]), affine, (size, size), flags=flag)
             out[i, ..., c0 : c0 + 4] = np.rint(warped.reshape(size, size, -1) * 255)
+    return out
+
+
+def smooth_probabilities(probs: np.ndarray, slice_weight: float, sigma_px: float) -> np.ndarray:
+    """Canvas class probabilities (slices, S, S, K) averaged with the neighbouring slices' (``slice_weight`` each)
+    and blurred in-plane (Gaussian, ``sigma_px`` canvas pixels); zeros leave them as they are.
+
+    Why: the U-Net decides each slice on its own and its stride-2 up-sampling leaves a 2-pixel grain in the
+    probabilities; on phantom validation cases (seed 7070) smoothing both raised mean disc Dice by ~0.002.
+    """
+    out = probs
+    if slice_weight > 0 and len(probs) > 1:
+        padded = np.concatenate([probs[:1], probs, probs[-1:]])
+        out = (1.0 - 2.0 * slice_weight) * probs + slice_weight * (padded[:-2] + padded[2:])
+    if sigma_px > 0:
+        k = out.shape[-1]
+        blurred = np.empty_like(out)
+        for i, p in enumerate(out):
+            for c0 in range(0, k, 4):  # cv2 filters at most 4 channels at once
+                chunk = np.ascontiguousarray(p[..., c0 : c0 + 4])
+                blurred[i, ..., c0 : c0 + 4] = cv2.GaussianBlur(chunk, (0, 0), sigma_px).reshape(chunk.shape)
+        out = blurred
     return out
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,29 @@ MAX_EXPORT_DIFF = 1e-4  # an export differing more than this from Keras on the p
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def seg_canvas(card: Mapping[str, Any]) -> int:
-    """A segmentation version's canvas side, from its card (versions from before it was recorded: 256)."""
-    return int(card.get("architecture", {}).get("canvas", P.SEG_SIZE))
+@dataclass(frozen=True)
+class SegServing:
+    """How a segmentation version is served, from its card: canvas side and probability smoothing.
+
+    Properties of the version, not of the engine, so a rollback serves the old version as it was measured.
+    Cards from before they were recorded: a 256² canvas, no smoothing.
+    """
+
+    canvas: int = P.SEG_SIZE
+    slice_weight: float = 0.0  # share each neighbouring slice gets in a slice's probabilities
+    sigma_px: float = 0.0  # in-plane Gaussian on the canvas probabilities, canvas pixels
+
+    @classmethod
+    def of(cls, card: Mapping[str, Any]) -> SegServing:
+        post = card.get("postprocess", {})
+        return cls(int(card.get("architecture", {}).get("canvas", P.SEG_SIZE)),
+                   float(post.get("slice_weight", 0.0)), float(post.get("sigma_px", 0.0)))
 
 
 def input_shape(name: str, card: Mapping[str, Any]) -> tuple[int, ...]:
     """The one float32 input of a registered model version, (batch, *shape) without the batch."""
     if name == SEG_MODEL:
-        side = seg_canvas(card)
+        side = SegServing.of(card).canvas
         return (side, side, 3)
     if name == CLS_MODEL:
         return (P.CROP_SIZE, P.CROP_SIZE, 2)

@@ -62,3 +62,18 @@ def test_a_finer_canvas_keeps_the_field_of_view_with_smaller_pixels():
     assert P.canvas_pixel_mm(a256, 1.0) == pytest.approx(300 / 256)
     classes = np.zeros((1, 300, 200), np.uint8)
     assert P.seg_targets(classes, a288, 288).shape == (1, 288, 288, len(P.SEG_CLASSES))
+
+
+def test_probability_smoothing_shares_with_neighbouring_slices_and_blurs_in_plane():
+    probs = np.zeros((3, 32, 32, 4), np.float32)
+    probs[..., 0] = 1.0
+    probs[1, 10:20, 10:20] = (0.0, 1.0, 0.0, 0.0)  # a disc square on the middle slice only
+    assert P.smooth_probabilities(probs, 0.0, 0.0) is probs
+    out = P.smooth_probabilities(probs, 0.2, 0.0)
+    assert out[1, 15, 15, 1] == pytest.approx(0.6) and out[0, 15, 15, 1] == pytest.approx(0.2)
+    assert out[2, 15, 15, 1] == pytest.approx(0.2) and out[0, 5, 5, 1] == 0.0
+    np.testing.assert_allclose(out.sum(axis=-1), 1.0, atol=1e-6)  # still probabilities
+    blurred = P.smooth_probabilities(probs, 0.0, 1.0)
+    assert 0.0 < blurred[1, 15, 9, 1] < 0.5 < blurred[1, 15, 10, 1] < 1.0  # the edge softens, stays put
+    assert blurred[1, 15, 15, 1] == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(blurred.sum(axis=-1), 1.0, atol=1e-5)

@@ -90,15 +90,50 @@ def test_a_segmentation_version_is_served_on_the_canvas_its_card_records(tmp_pat
     with pytest.raises(Exception, match="invalid dimensions"):
         run(np.zeros((1, 256, 256, 3), np.float32))  # the export's signature is the recorded canvas
     seen = []
-    graph, canvas = compiled_segmenter(model, ref.card)
-    assert canvas == 96
+    graph, serving = compiled_segmenter(model, ref.card)
+    assert serving.canvas == 96
 
     def spy(x):
         seen.append(x.shape)
         return run(x)
 
     norm = np.random.default_rng(3).random((4, 120, 90), dtype=np.float32)
-    located = locate_discs(spy, norm, (4.0, 0.8, 0.8), canvas=canvas)
+    located = locate_discs(spy, norm, (4.0, 0.8, 0.8), serving=serving)
     assert seen == [(4, 96, 96, 3)] and located.label_map.shape == norm.shape
     np.testing.assert_allclose(graph(np.zeros((2, 96, 96, 3), np.float32)), run(np.zeros((2, 96, 96, 3), np.float32)),
                                atol=1e-4)
+
+
+def test_ldh_models_derive_serves_the_same_weights_on_another_canvas_with_smoothing(tmp_path, monkeypatch, capsys):
+    """A serving change is a new registry version: same weights, its own canvas export and smoothing, the source's
+    training record kept aside; the engine's disc location then follows the new card."""
+    from ai_service.cli import main
+    from ai_service.engine import compiled_segmenter
+    from ai_service.networks import build_unet
+    from ai_service.registry import SEG_MODEL
+    from ai_service.runtime import SegServing, load_keras
+
+    model = build_unet(base_filters=2)
+    save_model(model, tmp_path, SEG_MODEL, "src", {"metrics": {"validation_canvas": {"dice_disc": 0.5}}},
+               production=True)
+    monkeypatch.setenv("LDH_MODEL_STORE", str(tmp_path))
+    assert main(["models", "derive", "production", "served", "--canvas", "96", "--slice-weight", "0.15",
+                 "--sigma-px", "0.7"]) == 0
+    registry = ModelRegistry(tmp_path)
+    ref = registry.resolve(SEG_MODEL, "served")
+    assert registry.version_of(SEG_MODEL) == "src"  # not promoted unless asked
+    assert SegServing.of(ref.card) == SegServing(96, 0.15, 0.7)
+    assert ref.card["derived_from"]["version"] == f"{SEG_MODEL}:src" and ref.card["metrics"] == {}
+    assert ref.card["derived_from"]["metrics"] == {"validation_canvas": {"dice_disc": 0.5}}
+    for a, b in zip(load_keras(ref).get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    run, runtime = load_runner(ref, threads=1)
+    assert runtime == "onnxruntime" and run(np.zeros((1, 96, 96, 3), np.float32)).shape == (1, 96, 96, 4)
+    assert compiled_segmenter(model, ref.card)[1] == SegServing(96, 0.15, 0.7)
+    assert SegServing.of(registry.resolve(SEG_MODEL, "src").card) == SegServing(256, 0.0, 0.0)
+
+    with pytest.raises(SystemExit):
+        main(["models", "derive", "src", "bad", "--slice-weight", "0.5"])
+    assert "share must be in [0, 1/3)" in capsys.readouterr().err
+    assert main(["models", "derive", "src", "served"]) == 2  # versions are immutable
+    assert "already exists" in capsys.readouterr().err

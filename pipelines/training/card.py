@@ -59,3 +59,27 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
     if production:
         ModelRegistry(root).set_alias(name, "production", version)
     return path
+
+
+SOURCE_ONLY = ("name", "version", "intended_use", "disclaimer", "created_utc", "command", "software", "parameters",
+               "onnx")
+
+
+def derive_seg_version(root: Path, source: str, version: str, *, canvas: int, slice_weight: float, sigma_px: float,
+                       production: bool) -> Path:
+    """Publish a segmentation version's weights as a new version served another way (canvas side, probability
+    smoothing): a serving change goes through the registry like a retrained model, so it can be compared with
+    ``ldh evaluate``, promoted and rolled back. The card keeps the source's training record under
+    ``derived_from``; its validation figures were measured with the source's serving."""
+    from ai_service.registry import SEG_MODEL
+    from ai_service.runtime import load_keras
+
+    ref = ModelRegistry(root).resolve(SEG_MODEL, source)
+    card = {k: v for k, v in ref.card.items() if k not in SOURCE_ONLY}
+    card["architecture"] = card.get("architecture", {}) | {"canvas": canvas}
+    card["postprocess"] = {"slice_weight": slice_weight, "sigma_px": sigma_px}
+    card["derived_from"] = {"version": f"{SEG_MODEL}:{ref.version}", "command": ref.card.get("command"),
+                            "metrics": card.pop("metrics", {}),
+                            "note": "same weights; only how they are served differs"}
+    card["metrics"] = {}
+    return save_model(load_keras(ref), root, SEG_MODEL, version, card, production=production)

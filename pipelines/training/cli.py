@@ -15,11 +15,18 @@ TRAIN_SEED_DEFAULTS = {"seg": 11, "cls": 22}
 VAL_SEED_OFFSET = 1000  # validation phantoms: a different base seed than training ones
 
 
-def _canvas(text: str) -> int:
+def canvas_side(text: str) -> int:
     side = int(text)
     if side < 64 or side % 16:
         raise argparse.ArgumentTypeError(f"canvas must be a multiple of 16 (the U-Net halves it 4 times), >= 64; got {side}")
     return side
+
+
+def neighbour_share(text: str) -> float:
+    share = float(text)
+    if not 0.0 <= share < 1.0 / 3.0:
+        raise argparse.ArgumentTypeError(f"a neighbouring slice's share must be in [0, 1/3); got {share}")
+    return share
 
 
 def add_parsers(sub, *, train_func, evaluate_func) -> None:
@@ -33,7 +40,7 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--epochs", type=int, default=None, help="epochs (default seg 20, cls 10)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default seg 16, cls 128)")
     p.add_argument("--base-filters", type=int, default=8, help="seg: U-Net base filters")
-    p.add_argument("--canvas", type=_canvas, default=256,
+    p.add_argument("--canvas", type=canvas_side, default=256,
                    help="seg: side of the square network canvas the field of view is scaled to (multiple of 16; "
                         "default 256). Finer canvases resolve disc boundaries better and cost U-Net time with their "
                         "area; the version's card records it and serving follows it")

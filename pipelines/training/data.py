@@ -132,11 +132,11 @@ def build_cls(seed: int, count: int, *, seg: ModelRef, augment: bool = True, cac
         from ai_service.engine import compiled_segmenter, locate_discs
         from ai_service.runtime import load_keras
 
-        seg_fn, canvas = compiled_segmenter(load_keras(seg), seg.card)
+        seg_fn, serving = compiled_segmenter(load_keras(seg), seg.card)
         xs, ys, discs, disc_ys = [], [], [], []
         for index, cc in enumerate(_run("cls", seed, count, **kw)):
             rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
-            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing, canvas=canvas).discs, rng)
+            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing, serving=serving).discs, rng)
             xs.append(crops)
             ys.append(y)
             discs += [f"{index}:{level}" for level, _, _ in meta]
