@@ -20,6 +20,7 @@ from ai_service.labels import LEVELS, disc_label
 MIN_DISC_MM3 = 150.0
 MIN_BODY_MM3 = 1500.0
 MIN_SACRUM_MM3 = 800.0
+MIN_SEPARATING_DISC = 0.5  # share of the median disc volume a disc needs to separate a body from the sacrum
 MIN_CUT_SHARE = 0.2  # a disc splits a body component when at least this share of it lies on each side of it
 _STRUCTURE = ndimage.generate_binary_structure(3, 1)
 
@@ -45,6 +46,7 @@ class _Component:
     mask: np.ndarray  # bool, whole canonical grid
     centroid: np.ndarray  # (slice, row, col) pixels
     box: tuple[slice, ...]  # bounding box of mask
+    voxels: int
 
 
 def _components(mask: np.ndarray, min_voxels: float) -> list[_Component]:
@@ -61,7 +63,7 @@ def _components(mask: np.ndarray, min_voxels: float) -> list[_Component]:
         full = np.zeros(mask.shape, dtype=bool)
         full[box] = local
         centroid = np.array([idx.mean() + b.start for idx, b in zip(np.nonzero(local), box)])
-        out.append(_Component(full, centroid, box))
+        out.append(_Component(full, centroid, box, int(sizes[i])))
     return out
 
 
@@ -119,9 +121,11 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
         sacrum = max(sacra, key=lambda c: c.mask.sum())
         sacrum_row = float(sacrum.centroid[1])
         disc_mask = classes == 1
-        disc_rows = [float(d.centroid[1]) for d in discs]
+        typical = float(np.median([d.voxels for d in discs])) if discs else 0.0
+        disc_rows = [float(d.centroid[1]) for d in discs if d.voxels >= MIN_SEPARATING_DISC * typical]
         # a "body" that touches the sacrum more than any disc, with no disc between them, is a piece of the
-        # sacrum; L5 stays a body when sacrum voxels reach up beside it but the L5-S1 disc lies below it
+        # sacrum; L5 stays a body when sacrum voxels reach up beside it but the L5-S1 disc lies below it (a
+        # whole disc: a speck called disc inside the sacrum separates nothing)
         bodies = [b for b in bodies
                   if b.centroid[1] < sacrum_row
                   and (_contact(b, sacrum.mask) <= _contact(b, disc_mask)

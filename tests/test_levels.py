@@ -133,3 +133,13 @@ def test_l5_stays_a_body_when_sacrum_voxels_reach_up_beside_it():
     result = assign_levels(classes, SPACING)
     assert [d.level for d in result.discs] == list(LEVELS)
     assert result.vertebrae == 6
+
+
+def test_a_speck_called_disc_inside_the_sacrum_does_not_make_an_s1_fragment_a_vertebra():
+    classes = spine(bodies=6)
+    top = np.nonzero((classes == 3).any(axis=(0, 2)))[0][0]
+    classes[:, top : top + 6, 25:65] = 2  # the top of S1 mistaken for a body
+    classes[1:4, top + 12 : top + 15, 40:50] = 1  # and a small "disc" further down in the sacrum
+    result = assign_levels(classes, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)
+    assert result.vertebrae == 6
