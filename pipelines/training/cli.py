@@ -44,6 +44,11 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
                    help="seg: side of the square network canvas the field of view is scaled to (multiple of 16; "
                         "default 256). Finer canvases resolve disc boundaries better and cost U-Net time with their "
                         "area; the version's card records it and serving follows it")
+    p.add_argument("--slice-weight", type=neighbour_share, default=0.0,
+                   help="seg: serve with this share of each neighbouring slice in a slice's probabilities (card "
+                        "postprocess; `ldh models derive` changes it later without retraining)")
+    p.add_argument("--sigma-px", type=float, default=0.0,
+                   help="seg: serve with this in-plane Gaussian on the probabilities, canvas pixels")
     p.add_argument("--trials", type=int, default=2, help="cls: Keras Tuner trials (the search budget)")
     p.add_argument("--herniation-rate", type=float, default=0.35, help="per-level herniation probability")
     p.add_argument("--profile", default="default", help="phantom profile (default, shifted)")
@@ -125,6 +130,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         card = {"task": "segmentation of intervertebral discs, vertebral bodies and sacrum on sagittal slices",
                 "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4,
                                  "canvas": args.canvas},
+                "postprocess": {"slice_weight": args.slice_weight, "sigma_px": args.sigma_px},
                 "training": {"epochs": epochs, "batch": batch, "cases": count, "validation_cases": val_count,
                              "slices": int(len(x)), "history": history},
                 "data": data_card | {"count": count, "validation_count": val_count},
