@@ -110,7 +110,29 @@ def _body_rows(bodies: list[_Component], discs: list[_Component], spacing) -> li
 
 
 def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
-    """Name disc components L1-L2 ... L5-S1 from a class map (0 bg, 1 disc, 2 body, 3 sacrum)."""
+    """Name disc components L1-L2 ... L5-S1 from a class map (0 bg, 1 disc, 2 body, 3 sacrum).
+
+    The work runs inside the bounding box of the labelled voxels (the spine fills a fraction of the canvas, and
+    component labelling costs with the voxels it scans); the result is on the whole grid.
+    """
+    ends = [np.nonzero(classes.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
+    if not len(ends[0]):
+        return DiscAssignment([], np.zeros(classes.shape, dtype=np.uint8), 0, False,
+                              ["sacrum not identified; levels counted assuming the lowest structure is at L5-S1"])
+    crop = tuple(slice(int(e[0]), int(e[-1]) + 1) for e in ends)
+    local = _assign_levels(classes[crop], spacing)
+    label_map = np.zeros(classes.shape, dtype=np.uint8)
+    label_map[crop] = local.label_map
+    discs = []
+    for disc in local.discs:
+        mask = np.zeros(classes.shape, dtype=bool)
+        mask[crop] = disc.mask
+        discs.append(NamedDisc(disc.level, mask, tuple(slice(b.start + c.start, b.stop + c.start)
+                                                       for b, c in zip(disc.box, crop))))
+    return DiscAssignment(discs, label_map, local.vertebrae, local.sacrum_found, local.warnings)
+
+
+def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
     voxel_mm3 = float(np.prod(spacing))
     discs = _components(classes == 1, MIN_DISC_MM3 / voxel_mm3)
     bodies = _components(classes == 2, MIN_BODY_MM3 / voxel_mm3)
@@ -118,7 +140,7 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
     warnings: list[str] = []
     sacrum_row = None
     if sacra:
-        sacrum = max(sacra, key=lambda c: c.mask.sum())
+        sacrum = max(sacra, key=lambda c: c.voxels)
         sacrum_row = float(sacrum.centroid[1])
         disc_mask = classes == 1
         typical = float(np.median([d.voxels for d in discs])) if discs else 0.0

@@ -77,3 +77,23 @@ def test_probability_smoothing_shares_with_neighbouring_slices_and_blurs_in_plan
     assert 0.0 < blurred[1, 15, 9, 1] < 0.5 < blurred[1, 15, 10, 1] < 1.0  # the edge softens, stays put
     assert blurred[1, 15, 15, 1] == pytest.approx(1.0, abs=1e-3)
     np.testing.assert_allclose(blurred.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_disc_crop_samples_only_its_window_yet_equals_warping_the_whole_slice():
+    """disc_crop converts just the input window it samples; the crop must be the very same as warping the whole
+    slice, for crops inside, across and beyond the slice edge."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    norm = rng.random((300, 260), dtype=np.float32)
+    mask = rng.random((300, 260)) > 0.5
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    for centre in ([150.0, 130.0], [5.0, 250.0], [-30.0, 120.0], [330.0, 300.0], [-200.0, -200.0]):
+        for angle in (0.0, 0.4, -0.9):
+            axis = np.array([np.sin(angle), np.cos(angle)])
+            m = P.crop_affine(np.array(centre), axis, 0.7, 0.8)
+            ref = np.stack([cv2.warpAffine(norm, m, (P.CROP_SIZE,) * 2, flags=flags),
+                            cv2.warpAffine(mask.astype(np.float32), m, (P.CROP_SIZE,) * 2, flags=flags)], axis=-1)
+            crop = P.disc_crop(norm, mask, np.array(centre), axis, 0.7, 0.8)
+            assert crop.dtype == np.float32
+            np.testing.assert_array_equal(crop, ref)
