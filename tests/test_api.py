@@ -44,6 +44,9 @@ def test_health_ready_models_and_openapi(env):
     models = client.get("/api/models", headers=R).json()
     engine = shared_engine()
     assert models["in_use"]["segmentation"]["version"] == engine.seg_ref.version
+    served = models["in_use"]["segmentation"]["card"]
+    assert served["architecture"]["canvas"] == engine.serving.canvas  # an admin sees how the version is served
+    assert served.get("postprocess", {}).get("sigma_px", 0.0) == engine.serving.sigma_px
     assert models["in_use"]["classification"]["version"] == engine.cls_ref.version
     assert engine.seg_ref.version in models["registry"]["disc-seg"]["versions"]
     assert models["operating_threshold"] == pytest.approx(engine.threshold)
