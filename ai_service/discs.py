@@ -20,6 +20,7 @@ from ai_service.labels import LEVELS, disc_label
 MIN_DISC_MM3 = 150.0
 MIN_BODY_MM3 = 1500.0
 MIN_SACRUM_MM3 = 800.0
+MIN_BODY_SHARE = 0.25  # share of the median body volume a body needs to count, unless the field of view cuts it
 MIN_SEPARATING_DISC = 0.5  # share of the median disc volume a disc needs to separate a body from the sacrum
 MIN_CUT_SHARE = 0.2  # a disc splits a body component when at least this share of it lies on each side of it
 _STRUCTURE = ndimage.generate_binary_structure(3, 1)
@@ -120,7 +121,7 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
         return DiscAssignment([], np.zeros(classes.shape, dtype=np.uint8), 0, False,
                               ["sacrum not identified; levels counted assuming the lowest structure is at L5-S1"])
     crop = tuple(slice(int(e[0]), int(e[-1]) + 1) for e in ends)
-    local = _assign_levels(classes[crop], spacing)
+    local = _assign_levels(classes[crop], spacing, (-crop[1].start, classes.shape[1] - crop[1].start))
     label_map = np.zeros(classes.shape, dtype=np.uint8)
     label_map[crop] = local.label_map
     discs = []
@@ -132,10 +133,17 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
     return DiscAssignment(discs, label_map, local.vertebrae, local.sacrum_found, local.warnings)
 
 
-def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
+def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov_rows: tuple[int, int]
+                   ) -> DiscAssignment:
+    """``fov_rows``: the field of view's first and end row in this (cropped) grid's coordinates."""
     voxel_mm3 = float(np.prod(spacing))
     discs = _components(classes == 1, MIN_DISC_MM3 / voxel_mm3)
     bodies = _components(classes == 2, MIN_BODY_MM3 / voxel_mm3)
+    if bodies:
+        # a scrap called bone (inside a disc, at an endplate) is not a vertebra; a body the field of view cuts is one
+        typical = float(np.median([b.voxels for b in bodies]))
+        bodies = [b for b in bodies if b.voxels >= MIN_BODY_SHARE * typical
+                  or b.box[1].start <= fov_rows[0] or b.box[1].stop >= fov_rows[1]]
     sacra = _components(classes == 3, MIN_SACRUM_MM3 / voxel_mm3)
     warnings: list[str] = []
     sacrum_row = None

@@ -143,3 +143,21 @@ def test_a_speck_called_disc_inside_the_sacrum_does_not_make_an_s1_fragment_a_ve
     result = assign_levels(classes, SPACING)
     assert [d.level for d in result.discs] == list(LEVELS)
     assert result.vertebrae == 6
+
+
+def test_a_scrap_called_bone_inside_the_l5_s1_disc_is_not_a_vertebra():
+    classes = spine(bodies=6)
+    row = _row_of_disc_below(classes, 5)
+    classes[:, row + 2 : row + 5, 25:55] = 2  # 450 voxels (1800 mm³) of "bone" inside the L5-S1 disc
+    result = assign_levels(classes, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)
+    assert result.vertebrae == 6
+
+
+def test_a_small_body_cut_by_the_field_of_view_still_counts():
+    # the field of view ends 3 rows into L5 (no sacrum): that sliver touches the bottom edge and is still a
+    # vertebra, so the disc above it keeps its name L4-L5
+    classes = spine(bodies=6, sacrum=False)[:, : 5 + 5 * 27 + 3]
+    result = assign_levels(classes, SPACING)
+    assert result.discs[-1].level == "L4-L5"
+    assert result.vertebrae == 6
