@@ -17,3 +17,21 @@ def test_profile_changes_are_an_order_free_part_of_the_cache_key():
     assert D._changes_key({"profile_changes": {"random_contrast_prob": 0.5, "snr": (4, 9)}}) == \
         D._changes_key({"profile_changes": {"snr": (4, 9), "random_contrast_prob": 0.5}}) == \
         (("random_contrast_prob", 0.5), ("snr", (4, 9)))
+
+
+def test_training_windows_crop_the_canvas_and_the_canvas_side_keeps_it_whole():
+    import numpy as np
+
+    from pipelines.training.seg import _dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    y = rng.integers(0, 256, (4, 64, 64, 4), dtype=np.uint8)
+    windows = next(iter(_dataset(x, y, 4, True, seed=1, window=32)))
+    assert windows[0].shape == (4, 32, 32, 3) and windows[1].shape == (4, 32, 32, 4)
+    whole_x, whole_y = (t.numpy() for t in next(iter(_dataset(x, y, 4, True, seed=1, window=64))))
+    # shuffled, so match samples by content: every canvas comes back entire, scaled to 0..1
+    order = [int(np.argmin(np.abs(x / 255.0 - s).sum(axis=(1, 2, 3)))) for s in whole_x]
+    assert sorted(order) == [0, 1, 2, 3]
+    np.testing.assert_allclose(whole_x, x[order] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(whole_y, y[order] / 255.0, atol=1e-6)

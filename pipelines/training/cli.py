@@ -44,6 +44,9 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
                    help="seg: side of the square network canvas the field of view is scaled to (multiple of 16; "
                         "default 256). Finer canvases resolve disc boundaries better and cost U-Net time with their "
                         "area; the version's card records it and serving follows it")
+    p.add_argument("--window", type=canvas_side, default=128,
+                   help="seg: side of the random training windows cut from each canvas (default 128, 4x cheaper than "
+                        "whole 256² canvases); the canvas side trains on whole canvases as served")
     p.add_argument("--slice-weight", type=neighbour_share, default=0.0,
                    help="seg: serve with this share of each neighbouring slice in a slice's probabilities (card "
                         "postprocess; `ldh models derive` changes it later without retraining)")
@@ -125,13 +128,13 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
             init = keras.saving.load_model(init_ref.model_file, compile=False)
             data_card["warm_start"] = f"{SEG_MODEL}:{init_ref.version}"
         model, history = train_seg(x, y, xv, yv, epochs=epochs, batch=batch, base_filters=args.base_filters,
-                                   lr=args.lr, seed=seed, init=init)
+                                   lr=args.lr, seed=seed, init=init, window=args.window)
         metrics = disc_dice(model, xv, yv)
         card = {"task": "segmentation of intervertebral discs, vertebral bodies and sacrum on sagittal slices",
                 "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4,
                                  "canvas": args.canvas},
                 "postprocess": {"slice_weight": args.slice_weight, "sigma_px": args.sigma_px},
-                "training": {"epochs": epochs, "batch": batch, "cases": count, "validation_cases": val_count,
+                "training": {"epochs": epochs, "batch": batch, "window": min(args.window, args.canvas), "cases": count, "validation_cases": val_count,
                              "slices": int(len(x)), "history": history},
                 "data": data_card | {"count": count, "validation_count": val_count},
                 "metrics": {"validation_canvas": metrics}}

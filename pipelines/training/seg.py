@@ -27,10 +27,12 @@ def seg_loss(y_true, y_pred):
     return keras.losses.categorical_crossentropy(y_true, y_pred) + dice_loss(y_true, y_pred)
 
 
-TRAIN_CROP = 128  # training sees random 128² windows of the 256² canvas (4x cheaper); serving sees the whole canvas
+TRAIN_WINDOW = 128  # default: random 128² windows of the canvas (4x cheaper than 256²); serving sees the whole canvas
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int):
+def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, window: int = TRAIN_WINDOW):
+    """``window`` = side of the random training crops; the canvas side (or more) trains on whole canvases, which
+    is slower but lets batch-norm statistics and context match serving."""
     import tensorflow as tf
 
     k = len(SEG_CLASSES)
@@ -42,12 +44,13 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int):
     if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
 
-        def crop(a, b):
-            both = tf.concat([a, b], axis=-1)
-            both = tf.image.random_crop(both, (TRAIN_CROP, TRAIN_CROP, 3 + k), seed=seed)
-            return both[..., :3], both[..., 3:]
+        if window < x.shape[1]:
+            def crop(a, b):
+                both = tf.concat([a, b], axis=-1)
+                both = tf.image.random_crop(both, (window, window, 3 + k), seed=seed)
+                return both[..., :3], both[..., 3:]
 
-        ds = ds.map(crop, num_parallel_calls=2)
+            ds = ds.map(crop, num_parallel_calls=2)
     ds = ds.map(to_float, num_parallel_calls=2)
     return ds.batch(batch).prefetch(2)
 
@@ -66,7 +69,7 @@ def disc_dice(model, x: np.ndarray, y: np.ndarray, batch: int = 16) -> dict[str,
 
 
 def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: float, seed: int, verbose: int = 1,
-              init=None):
+              init=None, window: int = TRAIN_WINDOW):
     """Fit the U-Net; ``init`` = a model to continue from (warm start) instead of fresh weights."""
     import keras
 
@@ -81,6 +84,6 @@ def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: f
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True),
     ]
-    history = model.fit(_dataset(x, y, batch, True, seed), validation_data=_dataset(xv, yv, batch, False, seed),
+    history = model.fit(_dataset(x, y, batch, True, seed, window), validation_data=_dataset(xv, yv, batch, False, seed),
                         epochs=epochs, callbacks=callbacks, verbose=verbose)
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
