@@ -23,6 +23,10 @@ MIN_SACRUM_MM3 = 800.0
 MIN_BODY_SHARE = 0.25  # share of the median body volume a body needs to count, unless the field of view cuts it
 MIN_SEPARATING_DISC = 0.5  # share of the median disc volume a disc needs to separate a body from the sacrum
 MIN_CUT_SHARE = 0.2  # a disc splits a body component when at least this share of it lies on each side of it
+SAME_BODY_OVERLAP = 0.5  # two body components whose sagittal outlines overlap by this share of the smaller are
+# one vertebra split across slices (its middle slices called something else), not two
+MIN_CUTTING_DISC = 0.1  # share of the median disc volume a disc needs to split a body component (a speck's
+# mid-plane points anywhere; the remnant of a thin disc mostly called bone is still ~20 %)
 _STRUCTURE = ndimage.generate_binary_structure(3, 1)
 
 
@@ -86,14 +90,44 @@ def _disc_plane(disc: _Component, spacing) -> tuple[np.ndarray, np.ndarray]:
     return centre, normal if normal[0] > 0 else -normal
 
 
+def _side_by_side_merged(bodies: list[_Component]) -> list[_Component]:
+    """Bodies whose sagittal outlines (projections over slices) mostly overlap joined into one component.
+
+    Pieces of one vertebra on different slices, with the slices between them called something else, lie on the
+    same outline; two vertebrae (also the pieces a disc cuts, see :func:`_body_rows`) lie one above the other.
+    """
+    merged = list(bodies)
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = merged[i], merged[j]
+                box = tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a.box, b.box))
+                pa, pb = a.mask[box].any(axis=0), b.mask[box].any(axis=0)
+                if (pa & pb).sum() >= SAME_BODY_OVERLAP * min(pa.sum(), pb.sum()):
+                    mask = a.mask | b.mask
+                    centroid = (a.centroid * a.voxels + b.centroid * b.voxels) / (a.voxels + b.voxels)
+                    merged[i] = _Component(mask, centroid, box, a.voxels + b.voxels)
+                    del merged[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return merged
+
+
 def _body_rows(bodies: list[_Component], discs: list[_Component], spacing) -> list[float]:
     """Centroid rows of the vertebral bodies, a component cut in pieces by each disc that lies inside it.
 
     A disc cuts a body component when its centre row falls within the component and at least
     :data:`MIN_CUT_SHARE` of the component's voxels lie on each side of the disc's mid-plane: an ordinary body
-    next to a disc has all but a sliver on one side, whatever the lordosis.
+    next to a disc has all but a sliver on one side, whatever the lordosis. Specks called disc (under
+    :data:`MIN_CUTTING_DISC` of the median disc) cut nothing: the mid-plane of a speck inside a body can point
+    anywhere and split it into two "vertebrae".
     """
-    planes = [(float(d.centroid[1]), *_disc_plane(d, spacing)) for d in discs]
+    typical = float(np.median([d.voxels for d in discs])) if discs else 0.0
+    planes = [(float(d.centroid[1]), *_disc_plane(d, spacing)) for d in discs if d.voxels >= MIN_CUTTING_DISC * typical]
     rows = []
     for body in bodies:
         _, rr, cc = np.nonzero(body.mask[body.box])
@@ -138,7 +172,7 @@ def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov
     """``fov_rows``: the field of view's first and end row in this (cropped) grid's coordinates."""
     voxel_mm3 = float(np.prod(spacing))
     discs = _components(classes == 1, MIN_DISC_MM3 / voxel_mm3)
-    bodies = _components(classes == 2, MIN_BODY_MM3 / voxel_mm3)
+    bodies = _side_by_side_merged(_components(classes == 2, MIN_BODY_MM3 / voxel_mm3))
     if bodies:
         # a scrap called bone (inside a disc, at an endplate) is not a vertebra; a body the field of view cuts is one
         typical = float(np.median([b.voxels for b in bodies]))

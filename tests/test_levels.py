@@ -161,3 +161,26 @@ def test_a_small_body_cut_by_the_field_of_view_still_counts():
     result = assign_levels(classes, SPACING)
     assert result.discs[-1].level == "L4-L5"
     assert result.vertebrae == 6
+
+
+def test_a_speck_called_disc_inside_a_body_does_not_split_it_in_two():
+    # validation phantom (seed 7070 #36): a 42-voxel "disc" on a lateral slice inside L4, taller than wide, so
+    # its mid-plane stood upright and cut the body into a front and a back "vertebra"; every level above shifted
+    classes = spine(bodies=6)
+    top = 5 + 2 * 27
+    classes[0, top + 5 : top + 15, 38:42] = 1  # 40 voxels = 160 mm³: over the disc minimum, 4 % of a disc
+    result = assign_levels(classes, SPACING)
+    assert result.vertebrae == 6
+    assert [d.level for d in result.discs] == list(LEVELS)
+    assert (result.label_map[0, top + 5 : top + 15, 38:42] == disc_label("L2-L3")).all()
+
+
+def test_a_body_split_across_slices_is_one_vertebra():
+    # hold-out phantom (seed 909 #58, a candidate model): L5 found on the left and right slices only, its middle
+    # slices called something else; the two halves counted as two vertebrae and L1-L2 ... L4-L5 shifted
+    classes = spine(bodies=6)
+    l5 = 5 + 5 * 27
+    classes[1:4, l5 : l5 + 20, 20:60] = 0
+    result = assign_levels(classes, SPACING)
+    assert result.vertebrae == 6
+    assert [d.level for d in result.discs] == list(LEVELS)

@@ -35,3 +35,21 @@ def test_training_windows_crop_the_canvas_and_the_canvas_side_keeps_it_whole():
     assert sorted(order) == [0, 1, 2, 3]
     np.testing.assert_allclose(whole_x, x[order] / 255.0, atol=1e-6)
     np.testing.assert_allclose(whole_y, y[order] / 255.0, atol=1e-6)
+
+
+def test_cosine_schedule_runs_every_epoch_decays_to_one_percent_and_checkpoints_each(tmp_path):
+    import numpy as np
+
+    from pipelines.training.seg import train_seg
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    classes = rng.integers(0, 4, (6, 64, 64))
+    y = ((classes[..., None] == np.arange(4)) * 255).astype(np.uint8)
+    model, history = train_seg(x, y, x[:2], y[:2], epochs=3, batch=2, base_filters=2, lr=1e-3, seed=0, verbose=0,
+                               window=32, schedule="cosine", checkpoints=tmp_path / "ckpt")
+    assert len(history["loss"]) == 3  # no early stop
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
+    assert float(model.optimizer.iterations) == 9
+    assert np.isclose(float(model.optimizer.learning_rate), 1e-5, rtol=1e-3)  # 1 % of lr after the last step

@@ -66,6 +66,10 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--init", default=None,
                    help="warm start from this version (or alias) of the same model in the store")
     p.add_argument("--lr", type=float, default=1e-3, help="seg: initial learning rate")
+    p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
+                   help="seg: plateau = halve the rate when the validation loss stalls, stop early (default); "
+                        "cosine = decay to 1 %% of --lr over all epochs and run them all (long runs)")
+    p.add_argument("--checkpoints", type=Path, default=None, help="seg: save each epoch's model into this folder")
     p.add_argument("--seg-model", default="production",
                    help="cls: segmentation version whose predicted disc masks the classifier is trained on")
     p.add_argument("--cache", type=Path, default=None,
@@ -128,13 +132,15 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
             init = keras.saving.load_model(init_ref.model_file, compile=False)
             data_card["warm_start"] = f"{SEG_MODEL}:{init_ref.version}"
         model, history = train_seg(x, y, xv, yv, epochs=epochs, batch=batch, base_filters=args.base_filters,
-                                   lr=args.lr, seed=seed, init=init, window=args.window)
+                                   lr=args.lr, seed=seed, init=init, window=args.window,
+                                   schedule=args.schedule, checkpoints=args.checkpoints)
         metrics = disc_dice(model, xv, yv)
         card = {"task": "segmentation of intervertebral discs, vertebral bodies and sacrum on sagittal slices",
                 "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4,
                                  "canvas": args.canvas},
                 "postprocess": {"slice_weight": args.slice_weight, "sigma_px": args.sigma_px},
-                "training": {"epochs": epochs, "batch": batch, "window": min(args.window, args.canvas), "cases": count, "validation_cases": val_count,
+                "training": {"epochs": epochs, "batch": batch, "lr": args.lr, "schedule": args.schedule,
+                             "window": min(args.window, args.canvas), "cases": count, "validation_cases": val_count,
                              "slices": int(len(x)), "history": history},
                 "data": data_card | {"count": count, "validation_count": val_count},
                 "metrics": {"validation_canvas": metrics}}

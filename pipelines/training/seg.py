@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ai_service.preprocess import SEG_CLASSES
@@ -69,8 +71,13 @@ def disc_dice(model, x: np.ndarray, y: np.ndarray, batch: int = 16) -> dict[str,
 
 
 def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: float, seed: int, verbose: int = 1,
-              init=None, window: int = TRAIN_WINDOW):
-    """Fit the U-Net; ``init`` = a model to continue from (warm start) instead of fresh weights."""
+              init=None, window: int = TRAIN_WINDOW, schedule: str = "plateau", checkpoints=None):
+    """Fit the U-Net; ``init`` = a model to continue from (warm start) instead of fresh weights.
+
+    ``schedule``: "plateau" halves the rate when the validation loss stalls and stops early (short fine-tunes);
+    "cosine" decays it from ``lr`` to 1 % over all ``epochs`` and runs them all (long runs: the validation loss of
+    this batch-Dice objective is too noisy to steer by). ``checkpoints`` = a folder for each epoch's weights.
+    """
     import keras
 
     from ai_service.networks import build_unet
@@ -79,11 +86,20 @@ def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: f
     model = build_unet(base_filters=base_filters)
     if init is not None:
         model.set_weights(init.get_weights())
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=seg_loss, jit_compile=True)
-    callbacks = [
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True),
-    ]
+    if schedule == "cosine":
+        steps = epochs * -(-len(x) // batch)
+        rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.01)
+        callbacks = []
+    else:
+        rate = lr
+        callbacks = [
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True),
+        ]
+    if checkpoints is not None:
+        Path(checkpoints).mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(checkpoints) + "/epoch-{epoch:03d}.keras"))
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss=seg_loss, jit_compile=True)
     history = model.fit(_dataset(x, y, batch, True, seed, window), validation_data=_dataset(xv, yv, batch, False, seed),
                         epochs=epochs, callbacks=callbacks, verbose=verbose)
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
