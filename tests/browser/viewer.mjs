@@ -137,7 +137,10 @@ try {
   // 6. save: corrections go to the feedback API with the reviewer's identity
   await page.click('[data-ldh=save]');
   await page.waitForFunction(() => window.ldhReview.saved, null, { timeout: 60000 });
-  await page.waitForTimeout(300);
+  // the panel re-renders after the save resolves: wait for it (a loaded machine takes longer than a fixed pause),
+  // and read whatever state it settled in
+  await page.waitForFunction(() => document.querySelector('[data-ldh=status]')?.dataset.state === 'clean', null,
+    { timeout: 10000 }).catch(() => {});
   out.saved = await page.evaluate(() => window.ldhReview.saved);
   out.saved_state = await panelState(page);
   out.toast = await page.evaluate(() => document.body.innerText.includes('Corrections saved'));
