@@ -11,6 +11,7 @@ given (the engine names on the network canvas, then maps the names to the input 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 from scipy import ndimage
@@ -97,24 +98,26 @@ def _side_by_side_merged(bodies: list[_Component]) -> list[_Component]:
     same outline; two vertebrae (also the pieces a disc cuts, see :func:`_body_rows`) lie one above the other.
     """
     merged = list(bodies)
-    joined = True
-    while joined:
-        joined = False
-        for i in range(len(merged)):
-            for j in range(i + 1, len(merged)):
-                a, b = merged[i], merged[j]
-                box = tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a.box, b.box))
-                pa, pb = a.mask[box].any(axis=0), b.mask[box].any(axis=0)
-                if (pa & pb).sum() >= SAME_BODY_OVERLAP * min(pa.sum(), pb.sum()):
-                    mask = a.mask | b.mask
-                    centroid = (a.centroid * a.voxels + b.centroid * b.voxels) / (a.voxels + b.voxels)
-                    merged[i] = _Component(mask, centroid, box, a.voxels + b.voxels)
-                    del merged[j]
-                    joined = True
-                    break
-            if joined:
-                break
+    while pair := next(((i, j) for i, j in combinations(range(len(merged)), 2)
+                        if _one_outline(merged[i], merged[j])), None):
+        i, j = pair
+        merged[i] = _union(merged[i], merged.pop(j))  # j > i: index i is unchanged by the pop
     return merged
+
+
+def _outline_box(a: _Component, b: _Component) -> tuple[slice, ...]:
+    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a.box, b.box))
+
+
+def _one_outline(a: _Component, b: _Component) -> bool:
+    box = _outline_box(a, b)
+    pa, pb = a.mask[box].any(axis=0), b.mask[box].any(axis=0)
+    return (pa & pb).sum() >= SAME_BODY_OVERLAP * min(pa.sum(), pb.sum())
+
+
+def _union(a: _Component, b: _Component) -> _Component:
+    centroid = (a.centroid * a.voxels + b.centroid * b.voxels) / (a.voxels + b.voxels)
+    return _Component(a.mask | b.mask, centroid, _outline_box(a, b), a.voxels + b.voxels)
 
 
 def _body_rows(bodies: list[_Component], discs: list[_Component], spacing) -> list[float]:
@@ -124,10 +127,9 @@ def _body_rows(bodies: list[_Component], discs: list[_Component], spacing) -> li
     :data:`MIN_CUT_SHARE` of the component's voxels lie on each side of the disc's mid-plane: an ordinary body
     next to a disc has all but a sliver on one side, whatever the lordosis. Specks called disc (under
     :data:`MIN_CUTTING_DISC` of the median disc) cut nothing: the mid-plane of a speck inside a body can point
-    anywhere and split it into two "vertebrae".
+    anywhere and split it into two "vertebrae"; the caller leaves them out of ``discs``.
     """
-    typical = float(np.median([d.voxels for d in discs])) if discs else 0.0
-    planes = [(float(d.centroid[1]), *_disc_plane(d, spacing)) for d in discs if d.voxels >= MIN_CUTTING_DISC * typical]
+    planes = [(float(d.centroid[1]), *_disc_plane(d, spacing)) for d in discs]
     rows = []
     for body in bodies:
         _, rr, cc = np.nonzero(body.mask[body.box])
@@ -172,6 +174,7 @@ def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov
     """``fov_rows``: the field of view's first and end row in this (cropped) grid's coordinates."""
     voxel_mm3 = float(np.prod(spacing))
     discs = _components(classes == 1, MIN_DISC_MM3 / voxel_mm3)
+    typical_disc = float(np.median([d.voxels for d in discs])) if discs else 0.0
     bodies = _side_by_side_merged(_components(classes == 2, MIN_BODY_MM3 / voxel_mm3))
     if bodies:
         # a scrap called bone (inside a disc, at an endplate) is not a vertebra; a body the field of view cuts is one
@@ -185,8 +188,7 @@ def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov
         sacrum = max(sacra, key=lambda c: c.voxels)
         sacrum_row = float(sacrum.centroid[1])
         disc_mask = classes == 1
-        typical = float(np.median([d.voxels for d in discs])) if discs else 0.0
-        disc_rows = [float(d.centroid[1]) for d in discs if d.voxels >= MIN_SEPARATING_DISC * typical]
+        disc_rows = [float(d.centroid[1]) for d in discs if d.voxels >= MIN_SEPARATING_DISC * typical_disc]
         # a "body" that touches the sacrum more than any disc, with no disc between them, is a piece of the
         # sacrum; L5 stays a body when sacrum voxels reach up beside it but the L5-S1 disc lies below it (a
         # whole disc: a speck called disc inside the sacrum separates nothing)
@@ -196,7 +198,7 @@ def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov
                        or any(b.centroid[1] < r < sacrum_row for r in disc_rows))]
     else:
         warnings.append("sacrum not identified; levels counted assuming the lowest structure is at L5-S1")
-    body_rows = _body_rows(bodies, discs, spacing)
+    body_rows = _body_rows(bodies, [d for d in discs if d.voxels >= MIN_CUTTING_DISC * typical_disc], spacing)
 
     named: dict[str, NamedDisc] = {}
     for disc in sorted(discs, key=lambda c: c.centroid[1]):

@@ -81,9 +81,14 @@ def test_discs_of_rebuilds_named_discs_with_their_boxes():
                    for i, s in enumerate(a.box))  # and is tight
 
 
+def _top_of_body(body: int) -> int:
+    """First row of toy body ``body`` (see :func:`spine`)."""
+    return 5 + body * 27
+
+
 def _row_of_disc_below(classes: np.ndarray, body: int) -> int:
     """First row of the disc below toy body ``body`` (see :func:`spine`)."""
-    return 5 + body * 27 + 20
+    return _top_of_body(body) + 20
 
 
 def test_two_bodies_joined_through_a_disc_called_bone_are_counted_as_two():
@@ -128,7 +133,7 @@ def test_l5_stays_a_body_when_sacrum_voxels_reach_up_beside_it():
     # the network called a posterior strip of L5 "sacrum", joined to the sacrum below: L5 touches the sacrum more
     # than its discs, but the L5-S1 disc lies between them, so it is a vertebra, not a piece of the sacrum
     classes = spine(bodies=6)
-    l5_top = 5 + 5 * 27
+    l5_top = _top_of_body(5)
     classes[:, l5_top : l5_top + 27, 56:66] = 3
     result = assign_levels(classes, SPACING)
     assert [d.level for d in result.discs] == list(LEVELS)
@@ -165,9 +170,10 @@ def test_a_small_body_cut_by_the_field_of_view_still_counts():
 
 def test_a_speck_called_disc_inside_a_body_does_not_split_it_in_two():
     # validation phantom (seed 7070 #36): a 42-voxel "disc" on a lateral slice inside L4, taller than wide, so
-    # its mid-plane stood upright and cut the body into a front and a back "vertebra"; every level above shifted
+    # its mid-plane stood upright and cut the body into a front and a back "vertebra"; every level above shifted.
+    # Here the speck sits in L2 (toy body 2): it joins the L2-L3 disc's name, the one below it
     classes = spine(bodies=6)
-    top = 5 + 2 * 27
+    top = _top_of_body(2)
     classes[0, top + 5 : top + 15, 38:42] = 1  # 40 voxels = 160 mm³: over the disc minimum, 4 % of a disc
     result = assign_levels(classes, SPACING)
     assert result.vertebrae == 6
@@ -179,7 +185,7 @@ def test_a_body_split_across_slices_is_one_vertebra():
     # hold-out phantom (seed 909 #58, a candidate model): L5 found on the left and right slices only, its middle
     # slices called something else; the two halves counted as two vertebrae and L1-L2 ... L4-L5 shifted
     classes = spine(bodies=6)
-    l5 = 5 + 5 * 27
+    l5 = _top_of_body(5)
     classes[1:4, l5 : l5 + 20, 20:60] = 0
     result = assign_levels(classes, SPACING)
     assert result.vertebrae == 6

@@ -98,7 +98,7 @@ def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: f
         ]
     if checkpoints is not None:
         Path(checkpoints).mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(checkpoints) + "/epoch-{epoch:03d}.keras"))
+        callbacks.append(keras.callbacks.ModelCheckpoint(str(Path(checkpoints) / "epoch-{epoch:03d}.keras")))
     model.compile(optimizer=keras.optimizers.Adam(rate), loss=seg_loss, jit_compile=True)
     history = model.fit(_dataset(x, y, batch, True, seed, window), validation_data=_dataset(xv, yv, batch, False, seed),
                         epochs=epochs, callbacks=callbacks, verbose=verbose)
