@@ -23,7 +23,7 @@ from ai_service.discs import DiscAssignment, assign_levels, discs_of  # noqa: E4
 from ai_service.errors import InputError  # noqa: E402
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions  # noqa: E402
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  # noqa: E402
-from ai_service.runtime import SegServing, compiled_graph, input_shape, load_runner  # noqa: E402
+from ai_service.runtime import Runner, SegServing, compiled_graph, input_shape, load_refiner, load_runner  # noqa: E402
 from ai_service.volume import Canonical, Volume, canonical_of  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def compiled_segmenter(model, card: dict) -> tuple:
 
 
 def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], *, serving: SegServing,
-                 timings: dict[str, float] | None = None) -> DiscAssignment:
+                 refine: Runner | None = None, timings: dict[str, float] | None = None) -> DiscAssignment:
     """Segment, name and map back: the named disc masks on the canonical input grid.
 
     ``seg_fn`` runs the segmentation model (ONNX Runtime or the compiled graph, equal to 1e-4) on the version's
@@ -51,28 +51,47 @@ def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], 
     this same function.
     Levels are named on the network canvas (~1 mm pixels: a quarter of the voxels of a 512² series); then only the
     rectangle holding the named discs is mapped back: there the arg-max of the bilinearly mapped probabilities
-    decides which voxels are disc (the accuracy of the input grid), and each takes the name of the canvas disc
-    under it (names grown by one canvas pixel so a boundary voxel finds its disc). ``timings`` gets the
-    milliseconds of ``segment`` (canvas + network) and ``levels`` (naming + mapping back).
+    decides which voxels are disc, or, for a version that carries one, its ``refine`` network, which reads the
+    input-grid image beside them; each disc voxel takes the name of the canvas disc under it (names grown by one
+    canvas pixel so a boundary voxel finds its disc). ``timings`` gets the milliseconds of ``segment`` (canvas +
+    network) and ``levels`` (naming + mapping back + refining).
     """
     t = time.perf_counter()
-    _, rows, cols = norm.shape
-    inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2], serving.canvas)
-    probs = P.smooth_probabilities(seg_fn(inputs), serving.slice_weight, serving.sigma_px)
+    probs, affine = canvas_probabilities(seg_fn, norm, spacing, serving)
     t_levels = time.perf_counter()
-    canvas_mm = P.canvas_pixel_mm(affine, spacing[2])
-    named = assign_levels(np.argmax(probs, axis=-1).astype(np.uint8), (spacing[0], canvas_mm, canvas_mm))
+    named, region = named_region(probs, affine, norm.shape, spacing)
     label_map = np.zeros(norm.shape, dtype=np.uint8)
-    roi = P.grid_roi(named.label_map, affine, rows, cols)
-    if roi is not None:
-        r0, r1, c0, c1 = roi
-        disc = np.argmax(P.probabilities_to_grid(probs, affine, rows, cols, roi), axis=-1) == 1
+    if region is not None:
+        (r0, r1, c0, c1), mapped = region
+        if refine is None:
+            disc = np.argmax(mapped, axis=-1) == 1
+        else:
+            disc = refine(P.refine_features(norm[:, r0:r1, c0:c1], mapped))[..., 0] > 0
         grown = np.stack([cv2.dilate(sl, _GROW) for sl in named.label_map])
-        label_map[:, r0:r1, c0:c1] = np.where(disc, P.labels_to_grid(grown, affine, rows, cols, roi), 0)
+        label_map[:, r0:r1, c0:c1] = np.where(disc, P.labels_to_grid(grown, affine, *norm.shape[1:], region[0]), 0)
     if timings is not None:
         timings["segment"] = (t_levels - t) * 1e3
         timings["levels"] = (time.perf_counter() - t_levels) * 1e3
     return DiscAssignment(discs_of(label_map), label_map, named.vertebrae, named.sacrum_found, named.warnings)
+
+
+def canvas_probabilities(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], serving: SegServing
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The network's class probabilities on the version's canvas, smoothed as its card says, and the affine."""
+    inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2], serving.canvas)
+    return P.smooth_probabilities(seg_fn(inputs), serving.slice_weight, serving.sigma_px), affine
+
+
+def named_region(probs: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int],
+                 spacing: tuple[float, float, float]) -> tuple[DiscAssignment, tuple | None]:
+    """Levels named on the canvas, and the input-grid rectangle holding them with the probabilities mapped onto it
+    (``((r0, r1, c0, c1), probabilities)``; None when no disc was named): where the refiner works and trains."""
+    canvas_mm = P.canvas_pixel_mm(affine, spacing[2])
+    named = assign_levels(np.argmax(probs, axis=-1).astype(np.uint8), (spacing[0], canvas_mm, canvas_mm))
+    roi = P.grid_roi(named.label_map, affine, shape[1], shape[2])
+    if roi is None:
+        return named, None
+    return named, (roi, P.probabilities_to_grid(probs, affine, shape[1], shape[2], roi))
 
 
 _GROW = np.ones((3, 3), np.uint8)
@@ -96,6 +115,10 @@ class InferenceEngine:
         self._seg, seg_runtime = load_runner(self.seg_ref, settings.inference_threads, onnx=onnx)
         self._cls, cls_runtime = load_runner(self.cls_ref, settings.inference_threads, onnx=onnx)
         self.runtimes = {"segmentation": seg_runtime, "classification": cls_runtime}
+        refiner = load_refiner(self.seg_ref, settings.inference_threads, onnx=onnx)
+        self._refine = refiner[0] if refiner else None
+        if refiner:
+            self.runtimes["refiner"] = refiner[1]
         self.load_seconds = time.perf_counter() - t0
         log.info("models loaded", extra={"seg": self.seg_ref.version, "cls": self.cls_ref.version,
                                           "runtimes": f"{seg_runtime}/{cls_runtime}",
@@ -106,12 +129,14 @@ class InferenceEngine:
         return ModelVersions(self.seg_ref.version, self.cls_ref.version)
 
     def warm_up(self) -> None:
-        """Trace and compile both graphs now, not on the first study."""
+        """Trace and compile the graphs now, not on the first study."""
         self._seg(np.zeros((1, self.serving.canvas, self.serving.canvas, 3), np.float32))
         self._cls(np.zeros((1, P.CROP_SIZE, P.CROP_SIZE, 2), np.float32))
+        if self._refine is not None:
+            self._refine(np.zeros((1, 16, 16, P.REFINE_FEATURES), np.float32))
 
     def locate(self, norm: np.ndarray, spacing: tuple[float, float, float], timings=None) -> DiscAssignment:
-        return locate_discs(self._seg, norm, spacing, serving=self.serving, timings=timings)
+        return locate_discs(self._seg, norm, spacing, serving=self.serving, refine=self._refine, timings=timings)
 
     def analyze(self, volume: Volume) -> Analysis:
         timings: dict[str, float] = {}

@@ -19,6 +19,7 @@ CROP_SIZE = 64  # classifier input: CROP_SIZE x CROP_SIZE, channels = image, thi
 CROP_MM_PER_PX = 1.0
 CROP_POSTERIOR_SHIFT_MM = 12.0  # crop centre sits behind the disc centre so the canal is in view
 MIN_SLICE_AREA_FRACTION = 0.25  # a disc is classified on slices holding at least this share of its largest section
+REFINE_FEATURES = 5  # refiner input per input-grid pixel: image, P(disc, vertebra, sacrum), disc arg-max margin
 
 
 def normalize_volume(volume: np.ndarray) -> np.ndarray:
@@ -154,6 +155,19 @@ def probabilities_to_grid(probs: np.ndarray, affine: np.ndarray, rows: int, cols
             warped = cv2.warpAffine(chunk, m, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
             out[i, ..., c0 : c0 + 4] = warped.reshape(height, width, -1)
     return out
+
+
+def refine_features(image: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Refiner input (slices, rows, cols, REFINE_FEATURES) float32 from a normalised input-grid image (slices, rows,
+    cols) and the canvas probabilities mapped onto the same pixels (``probabilities_to_grid``).
+
+    The last channel is the disc's arg-max margin, log P(disc) - log max P(other class): positive exactly where the
+    U-Net alone would call the pixel disc, so a refiner that adds nothing reproduces the U-Net's decision.
+    """
+    eps = 1e-4
+    others = np.maximum(np.maximum(probs[..., 0], probs[..., 2]), probs[..., 3])
+    margin = np.log(np.maximum(probs[..., 1], eps)) - np.log(np.maximum(others, eps))
+    return np.concatenate([image[..., None], probs[..., 1:], margin[..., None]], axis=-1, dtype=np.float32)
 
 
 def labels_to_grid(labels: np.ndarray, affine: np.ndarray, rows: int, cols: int, roi=None) -> np.ndarray:

@@ -30,6 +30,9 @@ ONNX_OPSET = 17
 MAX_EXPORT_DIFF = 1e-4  # an export differing more than this from Keras on the probe batch is refused
 
 Runner = Callable[[np.ndarray], np.ndarray]
+REFINER_FILE = "refiner.keras"
+REFINER_ONNX_FILE = "refiner.onnx"
+REFINER_SHAPE = (None, None, P.REFINE_FEATURES)  # any rectangle of the input grid
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,15 @@ def input_shape(name: str, card: Mapping[str, Any]) -> tuple[int, ...]:
     raise ModelError(f"unknown model name {name!r}")
 
 
-def compiled_graph(model, shape: tuple[int, ...]) -> Runner:
-    """A fixed-signature, XLA-compiled TensorFlow graph of ``model`` for inputs (batch, *shape)."""
+def compiled_graph(model, shape: tuple[int | None, ...]) -> Runner:
+    """A fixed-signature TensorFlow graph of ``model`` for inputs (batch, *shape): XLA-compiled where the shape is
+    fixed; a free size (``None``, the refiner) would recompile XLA for every new rectangle, so that graph is not."""
     import tensorflow as tf
 
     fn = tf.function(
         lambda x: model(x, training=False),
         input_signature=[tf.TensorSpec([None, *shape], tf.float32)],
-        jit_compile=True,
+        jit_compile=None not in shape,
         reduce_retracing=True,
     )
     return lambda x: fn(x).numpy()
@@ -78,21 +82,25 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_onnx(model, folder: Path, shape: tuple[int, ...], seed: int = 0) -> dict[str, Any]:
-    """Write ``folder/model.onnx`` for inputs (batch, *shape); return the card entry (hash, probe difference)."""
+def export_onnx(model, folder: Path, shape: tuple[int | None, ...], seed: int = 0, *, file: str = ONNX_FILE
+                ) -> dict[str, Any]:
+    """Write ``folder/file`` for inputs (batch, *shape); return the card entry (hash, probe difference).
+
+    ``None`` in ``shape`` leaves that size free (the refiner runs on rectangles of any size); the probe uses 40.
+    """
     import tensorflow as tf
     import tf2onnx
 
     spec = (tf.TensorSpec([None, *shape], tf.float32, name="x"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
-    path = Path(folder) / ONNX_FILE
+    path = Path(folder) / file
     path.write_bytes(proto.SerializeToString())
-    probe = np.random.default_rng(seed).random((4, *shape), dtype=np.float32)
+    probe = np.random.default_rng(seed).random((4, *(40 if n is None else n for n in shape)), dtype=np.float32)
     diff = float(np.abs(_onnx_session(path, threads=1)(probe) - model(probe, training=False).numpy()).max())
     if diff > MAX_EXPORT_DIFF:
         path.unlink()
         raise ModelError(f"ONNX export differs from Keras by {diff:.2e} on the probe batch; not shipped")
-    return {"file": ONNX_FILE, "sha256": _sha256(path), "opset": ONNX_OPSET, "probe_max_abs_diff": diff}
+    return {"file": file, "sha256": _sha256(path), "opset": ONNX_OPSET, "probe_max_abs_diff": diff}
 
 
 def add_onnx_export(ref: ModelRef) -> dict[str, Any]:
@@ -121,20 +129,32 @@ def load_runner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Runn
 
     ``onnx=False`` forces TensorFlow (``LDH_INFERENCE_RUNTIME=tensorflow``).
     """
-    shape = input_shape(ref.name, ref.card)
-    entry = ref.card.get("onnx")
-    path = ref.path / ONNX_FILE
-    if onnx and entry and path.exists():
+    return _runner(ref, ref.model_file, ref.card.get("onnx"), input_shape(ref.name, ref.card), threads, onnx)
+
+
+def load_refiner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Runner, str] | None:
+    """The input-grid disc refiner a segmentation version carries (card ``refiner``) and its runtime, as
+    :func:`load_runner`; None when the version has none."""
+    entry = ref.card.get("refiner")
+    if not entry:
+        return None
+    return _runner(ref, ref.path / entry["file"], entry.get("onnx"), REFINER_SHAPE, threads, onnx)
+
+
+def _runner(ref: ModelRef, keras_file: Path, entry: Mapping[str, Any] | None, shape: tuple[int | None, ...],
+            threads: int, onnx: bool) -> tuple[Runner, str]:
+    if onnx and entry and (ref.path / entry["file"]).exists():
+        path = ref.path / entry["file"]
         if _sha256(path) != entry.get("sha256"):
             log.warning("ONNX file does not match its model card; using TensorFlow",
-                        extra={"model": f"{ref.name}:{ref.version}"})
+                        extra={"model": f"{ref.name}:{ref.version}", "file": path.name})
         else:
             try:
                 return _onnx_session(path, threads), "onnxruntime"
             except ImportError:
                 log.info("onnxruntime not installed; using TensorFlow", extra={"model": f"{ref.name}:{ref.version}"})
     _tensorflow_threads(threads)
-    return compiled_graph(load_keras(ref), shape), "xla"
+    return compiled_graph(load_keras(ref, keras_file.name), shape), "xla" if None not in shape else "tensorflow"
 
 
 def _tensorflow_threads(threads: int) -> None:
@@ -148,10 +168,12 @@ def _tensorflow_threads(threads: int) -> None:
             log.info("TensorFlow already initialised; intra-op threads unchanged")
 
 
-def load_keras(ref: ModelRef):
+def load_keras(ref: ModelRef, file: str | None = None):
+    """A version's Keras model: the main one, or ``file`` in its folder (the refiner)."""
     import keras
 
+    path = ref.path / file if file else ref.model_file
     try:
-        return keras.saving.load_model(ref.model_file, compile=False)
+        return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"model {ref.name}:{ref.version} could not be loaded from {ref.model_file}: {exc}") from exc
+        raise ModelError(f"model {ref.name}:{ref.version} could not be loaded from {path}: {exc}") from exc

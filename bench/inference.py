@@ -57,19 +57,23 @@ def main() -> None:
 
     # in the same process, the same engine with other model runners: the compiled TensorFlow graphs (XLA), and
     # the plain model.predict baseline
-    from ai_service.runtime import compiled_graph, input_shape, load_keras
+    from ai_service.runtime import REFINER_SHAPE, compiled_graph, input_shape, load_keras
 
     seg_model, cls_model = load_keras(engine.seg_ref), load_keras(engine.cls_ref)
-    chosen = engine._seg, engine._cls
+    refiner = engine.seg_ref.card.get("refiner")
+    refiner_model = load_keras(engine.seg_ref, refiner["file"]) if refiner else None
+    chosen = engine._seg, engine._cls, engine._refine
     engine._seg = compiled_graph(seg_model, input_shape(engine.seg_ref.name, engine.seg_ref.card))
     engine._cls = compiled_graph(cls_model, input_shape(engine.cls_ref.name, engine.cls_ref.card))
+    engine._refine = compiled_graph(refiner_model, REFINER_SHAPE) if refiner_model else None
     engine.analyze(volume)
     xla, xla_stages, _ = timed(max(5, args.runs // 3))
     engine._seg = lambda x: seg_model.predict(x, verbose=0)
     engine._cls = lambda x: cls_model.predict(x, verbose=0)
+    engine._refine = (lambda x: refiner_model.predict(x, verbose=0)) if refiner_model else None
     engine.analyze(volume)
     slow, slow_stages, _ = timed(max(5, args.runs // 3))
-    engine._seg, engine._cls = chosen
+    engine._seg, engine._cls, engine._refine = chosen
 
     fast_s, xla_s, slow_s = summary(fast), summary(xla), summary(slow)
     result = {

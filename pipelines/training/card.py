@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ai_service.registry import ModelRegistry, atomic_write_text
-from ai_service.runtime import export_onnx, input_shape
+from ai_service.runtime import REFINER_FILE, REFINER_ONNX_FILE, REFINER_SHAPE, export_onnx, input_shape
 
 DISCLAIMER = "trained on synthetic phantoms only, not for clinical use"
 
@@ -21,8 +21,12 @@ def new_version(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
 
 
-def save_model(model, root: Path, name: str, version: str, card: dict[str, Any], *, production: bool) -> Path:
-    """Save ``model`` as ``root/name/version`` (refusing to overwrite) and optionally alias it production."""
+def save_model(model, root: Path, name: str, version: str, card: dict[str, Any], *, production: bool,
+               refiner=None) -> Path:
+    """Save ``model`` as ``root/name/version`` (refusing to overwrite) and optionally alias it production.
+
+    ``refiner``: a segmentation version's input-grid disc refiner, saved beside the U-Net (``card["refiner"]``
+    describes it; its file names and ONNX export are added here)."""
     import keras
     import tensorflow as tf
 
@@ -39,6 +43,12 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
         shipped.set_weights(model.get_weights())
         shipped.save(staging / "model.keras")
         onnx = export_onnx(shipped, staging, input_shape(name, card))  # the serving engine's faster exact path
+        if refiner is not None:
+            refiner.save(staging / REFINER_FILE)
+            card = card | {"refiner": card.get("refiner", {}) | {
+                "file": REFINER_FILE,
+                "onnx": export_onnx(refiner, staging, REFINER_SHAPE, file=REFINER_ONNX_FILE),
+                "parameters": int(refiner.count_params())}}
         full = {
             "name": name,
             "version": version,
@@ -62,7 +72,7 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
 
 
 SOURCE_ONLY = ("name", "version", "intended_use", "disclaimer", "created_utc", "command", "software", "parameters",
-               "onnx")
+               "onnx", "refiner")  # a refiner learnt one serving's probabilities: a derived version drops it
 
 
 def derive_seg_version(root: Path, source: str, version: str, *, canvas: int, slice_weight: float, sigma_px: float,
@@ -83,3 +93,21 @@ def derive_seg_version(root: Path, source: str, version: str, *, canvas: int, sl
                             "note": "same weights; only how they are served differs"}
     card["metrics"] = {}
     return save_model(load_keras(ref), root, SEG_MODEL, version, card, production=production)
+
+
+def refined_seg_version(root: Path, source: str, version: str, refiner, refiner_card: dict[str, Any], *,
+                        production: bool) -> Path:
+    """Publish a segmentation version's U-Net, served as before, with an input-grid disc refiner trained on its
+    output (``ldh train refine``); like a derived version, the card keeps the source's record under
+    ``derived_from``."""
+    from ai_service.registry import SEG_MODEL
+    from ai_service.runtime import load_keras
+
+    ref = ModelRegistry(root).resolve(SEG_MODEL, source)
+    card = {k: v for k, v in ref.card.items() if k not in SOURCE_ONLY}
+    card["derived_from"] = {"version": f"{SEG_MODEL}:{ref.version}", "command": ref.card.get("command"),
+                            "metrics": card.pop("metrics", {}),
+                            "note": "same U-Net weights and serving; adds the input-grid disc refiner"}
+    card["metrics"] = refiner_card.pop("metrics", {})
+    card["refiner"] = refiner_card
+    return save_model(load_keras(ref), root, SEG_MODEL, version, card, production=production, refiner=refiner)

@@ -11,7 +11,7 @@ from pathlib import Path
 from ai_service.config import Settings
 from ai_service.registry import CLS_MODEL, SEG_MODEL
 
-TRAIN_SEED_DEFAULTS = {"seg": 11, "cls": 22}
+TRAIN_SEED_DEFAULTS = {"seg": 11, "cls": 22, "refine": 33}
 VAL_SEED_OFFSET = 1000  # validation phantoms: a different base seed than training ones
 
 
@@ -30,15 +30,19 @@ def neighbour_share(text: str) -> float:
 
 
 def add_parsers(sub, *, train_func, evaluate_func) -> None:
-    p = sub.add_parser("train", help="train the segmentation (seg) or herniation (cls) model on phantoms",
+    p = sub.add_parser("train", help="train the segmentation (seg), its disc refiner (refine) or the herniation "
+                       "(cls) model on phantoms",
                        description="Train on freshly generated synthetic phantoms and write a new immutable model "
-                       "version (model.keras + card.json) into the model store.")
-    p.add_argument("task", choices=["seg", "cls"], help="seg = disc/vertebra U-Net, cls = herniation classifier")
-    p.add_argument("--count", type=int, default=None, help="training phantoms (default seg 200, cls 320)")
-    p.add_argument("--val-count", type=int, default=None, help="validation phantoms (default seg 24, cls 100)")
-    p.add_argument("--seed", type=int, default=None, help="base seed (default seg 11, cls 22)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default seg 20, cls 10)")
-    p.add_argument("--batch", type=int, default=None, help="batch size (default seg 16, cls 128)")
+                       "version (model.keras + card.json) into the model store. `refine` writes a new segmentation "
+                       "version: --seg-model's U-Net, served as before, plus an input-grid disc refiner.")
+    p.add_argument("task", choices=["seg", "cls", "refine"],
+                   help="seg = disc/vertebra U-Net, cls = herniation classifier, refine = disc boundary refiner")
+    p.add_argument("--count", type=int, default=None, help="training phantoms (default seg 200, cls 320, refine 240)")
+    p.add_argument("--val-count", type=int, default=None,
+                   help="validation phantoms (default seg 24, cls 100, refine 24)")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default seg 11, cls 22, refine 33)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default seg 20, cls 10, refine 8)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default seg 16, cls 128, refine 64)")
     p.add_argument("--base-filters", type=int, default=8, help="seg: U-Net base filters")
     p.add_argument("--canvas", type=canvas_side, default=256,
                    help="seg: side of the square network canvas the field of view is scaled to (multiple of 16; "
@@ -52,6 +56,7 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
                         "postprocess; `ldh models derive` changes it later without retraining)")
     p.add_argument("--sigma-px", type=float, default=0.0,
                    help="seg: serve with this in-plane Gaussian on the probabilities, canvas pixels")
+    p.add_argument("--channels", type=int, default=8, help="refine: filters per refiner layer (cost grows with it)")
     p.add_argument("--trials", type=int, default=2, help="cls: Keras Tuner trials (the search budget)")
     p.add_argument("--herniation-rate", type=float, default=0.35, help="per-level herniation probability")
     p.add_argument("--profile", default="default", help="phantom profile (default, shifted)")
@@ -65,13 +70,14 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--workers", type=int, default=2, help="phantom generator processes")
     p.add_argument("--init", default=None,
                    help="warm start from this version (or alias) of the same model in the store")
-    p.add_argument("--lr", type=float, default=1e-3, help="seg: initial learning rate")
+    p.add_argument("--lr", type=float, default=1e-3, help="seg, refine: initial learning rate")
     p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
                    help="seg: plateau = halve the rate when the validation loss stalls, stop early (default); "
                         "cosine = decay to 1 %% of --lr over all epochs and run them all (long runs)")
     p.add_argument("--checkpoints", type=Path, default=None, help="seg: save each epoch's model into this folder")
     p.add_argument("--seg-model", default="production",
-                   help="cls: segmentation version whose predicted disc masks the classifier is trained on")
+                   help="cls: segmentation version whose predicted disc masks the classifier is trained on; "
+                        "refine: segmentation version whose U-Net the refiner learns to correct")
     p.add_argument("--cache", type=Path, default=None,
                    help="keep generated samples here (keyed by generator code + arguments) so re-runs skip generation")
     p.set_defaults(func=train_func)
@@ -113,6 +119,8 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                  "herniation_rate": args.herniation_rate, "seed": seed, "validation_seed": seed + VAL_SEED_OFFSET}
     if changes:
         data_card["profile_changes"] = changes
+    if task == "refine":
+        return _train_refine(args, store, seed, common, val_common, data_card)
     if task == "seg":
         count, val_count = args.count or 200, args.val_count or 24
         epochs, batch = args.epochs or 20, args.batch or 16
@@ -176,4 +184,51 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     path = save_model(model, store, name, version, card, production=args.production)
     print(json.dumps(card["metrics"], indent=2))
     print(f"wrote {name}:{version} to {path}{' (production)' if args.production else ''}")
+    return 0
+
+
+def _train_refine(args: argparse.Namespace, store: Path, seed: int, common: dict, val_common: dict,
+                  data_card: dict) -> int:
+    import os
+
+    from ai_service.errors import ModelError
+    from ai_service.registry import ModelRegistry
+    from ai_service.runtime import REFINER_SHAPE, SegServing, compiled_graph, load_runner
+    from pipelines.training import data as D
+    from pipelines.training.card import new_version, refined_seg_version
+    from pipelines.training.refine import PATCH, grid_disc_dice, train_refiner
+
+    count, val_count = args.count or 240, args.val_count or 24
+    epochs, batch = args.epochs or 8, args.batch or 64
+    seg_ref = ModelRegistry(store).resolve(SEG_MODEL, args.seg_model)
+    if seg_ref.card.get("refiner"):
+        raise ModelError(f"{SEG_MODEL}:{seg_ref.version} already has a refiner; train on its source version "
+                         f"({seg_ref.card.get('derived_from', {}).get('version', 'unknown')})")
+    x, y = D.build_refine(seed, count, seg=seg_ref, progress=_progress("training phantoms"), **common)
+    xv, yv = D.build_refine(seed + VAL_SEED_OFFSET, val_count, seg=seg_ref,
+                            progress=_progress("validation phantoms"), **val_common)
+    print(f"refiner samples: {len(x)} train, {len(xv)} validation patches of {PATCH}²", file=sys.stderr)
+    model, history = train_refiner(x, y, xv, yv, channels=args.channels, epochs=epochs, batch=batch, lr=args.lr,
+                                   seed=seed)
+    seg_fn, serving = load_runner(seg_ref, threads=os.cpu_count() or 1)[0], SegServing.of(seg_ref.card)
+    cases = D.canonical_cases(seed + VAL_SEED_OFFSET, val_count,
+                              **{k: v for k, v in val_common.items() if k != "cache"})
+    dice = grid_disc_dice(cases, seg_fn, serving, {"unet": None, "refined": compiled_graph(model, REFINER_SHAPE)})
+    metrics = {"validation_input_grid": {"disc_dice_unet": dice["unet"], "disc_dice_refined": dice["refined"]}}
+    card = {"task": "disc decision on the input grid from the image and the U-Net's mapped probabilities",
+            "architecture": {"type": "CNN on the input grid", "channels": args.channels, "depth": 4},
+            "training": {"epochs": epochs, "batch": batch, "lr": args.lr, "schedule": "cosine", "patch": PATCH,
+                         "patches": int(len(x)), "cases": count, "validation_cases": val_count, "history": history},
+            "data": data_card | {"count": count, "validation_count": val_count,
+                                 "probabilities": f"served by {SEG_MODEL}:{seg_ref.version}"},
+            "metrics": metrics}
+    production = args.production
+    if production and not dice["refined"] > dice["unet"]:
+        print(f"not promoted: the refiner does not improve validation disc Dice ({dice['refined']:.4f} vs "
+              f"{dice['unet']:.4f} for the U-Net alone)", file=sys.stderr)
+        production = False
+    version = args.version or new_version("seg")
+    path = refined_seg_version(store, seg_ref.version, version, model, card, production=production)
+    print(json.dumps(metrics, indent=2))
+    print(f"wrote {SEG_MODEL}:{version} to {path}{' (production)' if production else ''}")
     return 0

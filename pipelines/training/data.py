@@ -7,7 +7,9 @@ targets come from the phantom's ground truth.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,13 +132,15 @@ def build_cls(seed: int, count: int, *, seg: ModelRef, augment: bool = True, cac
     """Classifier samples whose disc masks come from the segmentation version ``seg``."""
     def make():
         from ai_service.engine import compiled_segmenter, locate_discs
-        from ai_service.runtime import load_keras
+        from ai_service.runtime import load_keras, load_refiner
 
         seg_fn, serving = compiled_segmenter(load_keras(seg), seg.card)
+        refiner = load_refiner(seg, threads=os.cpu_count() or 1)
+        refine = refiner[0] if refiner else None
         xs, ys, discs, disc_ys = [], [], [], []
-        for index, cc in enumerate(_run("cls", seed, count, **kw)):
+        for index, cc in enumerate(canonical_cases(seed, count, **kw)):
             rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
-            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing, serving=serving).discs, rng)
+            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing, serving=serving, refine=refine).discs, rng)
             xs.append(crops)
             ys.append(y)
             discs += [f"{index}:{level}" for level, _, _ in meta]
@@ -144,10 +148,45 @@ def build_cls(seed: int, count: int, *, seg: ModelRef, augment: bool = True, cac
         return {"x": np.concatenate(xs), "y": np.concatenate(ys), "disc": np.asarray(discs),
                 "disc_y": np.asarray(disc_ys, dtype=np.float32)}
 
-    digest = hashlib.sha256(seg.model_file.read_bytes()).hexdigest()[:12]
+    digest = serving_digest(seg)
     key = ("cls", seed, count, augment, kw.get("herniation_rate"), kw.get("profile"), digest, _changes_key(kw))
     a = _cached(cache, key, make)
     return ClsData(a["x"], a["y"], a["disc"], a["disc_y"])
+
+
+def build_refine(seed: int, count: int, *, seg: ModelRef, per_slice: int = 8, cache: Path | None = None, **kw
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Refiner patches and truth masks (``pipelines.training.refine.refine_samples``) through the serving path
+    of the segmentation version ``seg``."""
+    def make():
+        from ai_service.runtime import SegServing, load_runner
+        from pipelines.training.refine import refine_samples
+
+        seg_fn, serving = load_runner(seg, threads=os.cpu_count() or 1)[0], SegServing.of(seg.card)
+        xs, ys = [], []
+        for index, cc in enumerate(canonical_cases(seed, count, **kw)):
+            x, y = refine_samples(cc, seg_fn, serving, np.random.default_rng(case_seed(seed, index) + 2), per_slice)
+            xs.append(x)
+            ys.append(y)
+        return {"x": np.concatenate(xs), "y": np.concatenate(ys)}
+
+    key = ("refine", seed, count, per_slice, kw.get("herniation_rate"), kw.get("profile"), serving_digest(seg),
+           _changes_key(kw))
+    a = _cached(cache, key, make)
+    return a["x"], a["y"]
+
+
+def canonical_cases(seed: int, count: int, **kw):
+    """The phantoms of a dataset as the serving path sees them (generated in worker processes, in order)."""
+    return _run("case", seed, count, **kw)
+
+
+def serving_digest(seg: ModelRef) -> str:
+    """What decides a segmentation version's masks: its weights and how its card serves them (canvas, smoothing,
+    refiner), so a derived version never reuses its source's cached classifier samples."""
+    h = hashlib.sha256(seg.model_file.read_bytes())
+    h.update(json.dumps({k: seg.card.get(k) for k in ("architecture", "postprocess", "refiner")}, sort_keys=True).encode())
+    return h.hexdigest()[:12]
 
 
 def _changes_key(kw: dict) -> tuple:

@@ -8,7 +8,7 @@ from ai_service.registry import CLS_MODEL, SEG_MODEL
 
 router = APIRouter(prefix="/api/models", tags=["models"], dependencies=[Depends(reader)])
 CARD_KEYS = ("task", "created_utc", "metrics", "operating_threshold", "data", "intended_use", "disclaimer", "command",
-             "architecture", "postprocess", "derived_from")  # how a version is served, and what it was derived from
+             "architecture", "postprocess", "refiner", "derived_from")  # how a version is served, what from
 
 
 @router.get("", summary="Model versions in use and in the registry")

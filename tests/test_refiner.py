@@ -1,0 +1,86 @@
+"""The input-grid disc refiner: neutral until trained, trained and shipped inside a new segmentation version."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from ai_service import preprocess as P
+from ai_service.registry import SEG_MODEL, ModelRegistry
+from ai_service.runtime import REFINER_SHAPE, compiled_graph, load_refiner, load_runner
+
+
+def test_the_refiner_features_margin_is_positive_exactly_where_the_unet_calls_disc():
+    rng = np.random.default_rng(4)
+    probs = rng.dirichlet(np.ones(len(P.SEG_CLASSES)) * 0.5, size=(3, 20, 30)).astype(np.float32)
+    image = rng.random((3, 20, 30), dtype=np.float32)
+    feats = P.refine_features(image, probs)
+    assert feats.shape == (3, 20, 30, P.REFINE_FEATURES) and feats.dtype == np.float32
+    np.testing.assert_array_equal(feats[..., 0], image)
+    np.testing.assert_array_equal(feats[..., 1:4], probs[..., 1:])
+    np.testing.assert_array_equal(feats[..., -1] > 0, np.argmax(probs, axis=-1) == 1)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from pipelines.training.data import canonical_case
+    from pipelines.phantom import generate_case
+
+    return canonical_case(generate_case(2024))
+
+
+def test_an_untrained_refiner_decides_exactly_as_the_unet(phantom):
+    """Its logit is the U-Net's arg-max margin plus a residual that starts at zero: a version with a fresh refiner
+    serves the same discs as without one, so training only has improvements to learn."""
+    from ai_service.config import Settings
+    from ai_service.engine import locate_discs
+    from ai_service.networks import build_refiner
+    from ai_service.runtime import SegServing
+
+    ref = ModelRegistry(Settings().model_store).resolve(SEG_MODEL)
+    seg_fn, serving = load_runner(ref, threads=1)[0], SegServing.of(ref.card)
+    plain = locate_discs(seg_fn, phantom.norm, phantom.spacing, serving=serving)
+    refined = locate_discs(seg_fn, phantom.norm, phantom.spacing, serving=serving,
+                           refine=compiled_graph(build_refiner(), REFINER_SHAPE))
+    assert [d.level for d in plain.discs] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    np.testing.assert_array_equal(refined.label_map, plain.label_map)
+
+
+def test_ldh_train_refine_ships_the_unet_with_its_refiner_as_a_new_version(tmp_path, monkeypatch, capsys):
+    """`ldh train refine` writes a new segmentation version: the source's U-Net and serving, plus refiner.keras and
+    its verified ONNX export (any rectangle size); the engine loads it; a derived version drops it; a version that
+    already has one is refused; --production promotes only a refiner that improved validation Dice."""
+    from ai_service.cli import main
+    from ai_service.config import Settings
+    from ai_service.runtime import SegServing, load_keras
+
+    shipped = ModelRegistry(Settings().model_store).resolve(SEG_MODEL)
+    shutil.copytree(shipped.path, tmp_path / SEG_MODEL / "src")
+    ModelRegistry(tmp_path).set_alias(SEG_MODEL, "production", "src")
+    assert main(["train", "refine", "--seg-model", "src", "--count", "2", "--val-count", "1", "--epochs", "1",
+                 "--store", str(tmp_path), "--version", "refined", "--workers", "1", "--production"]) == 0
+    registry = ModelRegistry(tmp_path)
+    src, ref = registry.resolve(SEG_MODEL, "src"), registry.resolve(SEG_MODEL, "refined")
+    assert load_refiner(src, threads=1) is None
+    card = ref.card["refiner"]
+    assert (ref.path / card["file"]).exists() and card["onnx"]["probe_max_abs_diff"] < 1e-4
+    assert ref.card["derived_from"]["version"] == f"{SEG_MODEL}:src"
+    assert SegServing.of(ref.card) == SegServing.of(src.card)
+    for a, b in zip(load_keras(ref).get_weights(), load_keras(src).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    dice = ref.card["metrics"]["validation_input_grid"]
+    assert 0.5 < dice["disc_dice_unet"] <= 1 and 0.5 < dice["disc_dice_refined"] <= 1
+    assert registry.version_of(SEG_MODEL) == ("refined" if dice["disc_dice_refined"] > dice["disc_dice_unet"]
+                                              else "src")
+
+    probe = np.random.default_rng(1).random((2, 37, 53, P.REFINE_FEATURES), dtype=np.float32)
+    (onnx_run, onnx_name), (tf_run, tf_name) = load_refiner(ref, threads=1), load_refiner(ref, threads=1, onnx=False)
+    assert (onnx_name, tf_name) == ("onnxruntime", "tensorflow") and onnx_run(probe).shape == (2, 37, 53, 1)
+    np.testing.assert_allclose(onnx_run(probe), tf_run(probe), atol=1e-4)
+
+    monkeypatch.setenv("LDH_MODEL_STORE", str(tmp_path))
+    assert main(["models", "derive", "refined", "rederived", "--canvas", "256"]) == 0
+    assert load_refiner(ModelRegistry(tmp_path).resolve(SEG_MODEL, "rederived"), threads=1) is None
+    capsys.readouterr()
+    assert main(["train", "refine", "--seg-model", "refined", "--count", "1", "--store", str(tmp_path)]) == 2
+    assert "already has a refiner" in capsys.readouterr().err
