@@ -121,7 +121,7 @@ class InferenceEngine:
             self.runtimes["refiner"] = refiner[1]
         self.load_seconds = time.perf_counter() - t0
         log.info("models loaded", extra={"seg": self.seg_ref.version, "cls": self.cls_ref.version,
-                                          "runtimes": f"{seg_runtime}/{cls_runtime}",
+                                          "runtimes": "/".join(self.runtimes.values()),
                                           "seconds": round(self.load_seconds, 2)})
 
     @property

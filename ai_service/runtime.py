@@ -4,6 +4,8 @@ A model version may carry ``model.onnx`` beside ``model.keras``: the same weight
 saved, checked against Keras on a probe batch (the largest difference is in the card). ONNX Runtime ran our
 U-Net in ~0.85x and the small classifier in ~0.3x the time of the XLA-compiled TensorFlow graph on this 2-core
 CPU. A version without an ONNX file, or whose file does not match the hash in its card, runs on TensorFlow.
+A segmentation version may also carry a disc refiner (``refiner.keras`` + ``refiner.onnx``, card ``refiner``) that
+runs on input-grid rectangles of any size, loaded the same way.
 Both paths are thread-safe and return NumPy arrays.
 """
 
@@ -129,7 +131,7 @@ def load_runner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Runn
 
     ``onnx=False`` forces TensorFlow (``LDH_INFERENCE_RUNTIME=tensorflow``).
     """
-    return _runner(ref, ref.model_file, ref.card.get("onnx"), input_shape(ref.name, ref.card), threads, onnx)
+    return _runner(ref, None, ref.card.get("onnx"), input_shape(ref.name, ref.card), threads, onnx)
 
 
 def load_refiner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Runner, str] | None:
@@ -138,10 +140,10 @@ def load_refiner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Run
     entry = ref.card.get("refiner")
     if not entry:
         return None
-    return _runner(ref, ref.path / entry["file"], entry.get("onnx"), REFINER_SHAPE, threads, onnx)
+    return _runner(ref, entry["file"], entry.get("onnx"), REFINER_SHAPE, threads, onnx)
 
 
-def _runner(ref: ModelRef, keras_file: Path, entry: Mapping[str, Any] | None, shape: tuple[int | None, ...],
+def _runner(ref: ModelRef, keras_file: str | None, entry: Mapping[str, Any] | None, shape: tuple[int | None, ...],
             threads: int, onnx: bool) -> tuple[Runner, str]:
     if onnx and entry and (ref.path / entry["file"]).exists():
         path = ref.path / entry["file"]
@@ -154,7 +156,7 @@ def _runner(ref: ModelRef, keras_file: Path, entry: Mapping[str, Any] | None, sh
             except ImportError:
                 log.info("onnxruntime not installed; using TensorFlow", extra={"model": f"{ref.name}:{ref.version}"})
     _tensorflow_threads(threads)
-    return compiled_graph(load_keras(ref, keras_file.name), shape), "xla" if None not in shape else "tensorflow"
+    return compiled_graph(load_keras(ref, keras_file), shape), "xla" if None not in shape else "tensorflow"
 
 
 def _tensorflow_threads(threads: int) -> None:

@@ -1,5 +1,6 @@
 """The input-grid disc refiner: neutral until trained, trained and shipped inside a new segmentation version."""
 
+import json
 import shutil
 
 import numpy as np
@@ -56,6 +57,9 @@ def test_ldh_train_refine_ships_the_unet_with_its_refiner_as_a_new_version(tmp_p
 
     shipped = ModelRegistry(Settings().model_store).resolve(SEG_MODEL)
     shutil.copytree(shipped.path, tmp_path / SEG_MODEL / "src")
+    if "refiner" in shipped.card:  # the shipped U-Net as its source served it, without the production refiner
+        (tmp_path / SEG_MODEL / "src" / "card.json").write_text(
+            json.dumps({k: v for k, v in shipped.card.items() if k != "refiner"}))
     ModelRegistry(tmp_path).set_alias(SEG_MODEL, "production", "src")
     assert main(["train", "refine", "--seg-model", "src", "--count", "2", "--val-count", "1", "--epochs", "1",
                  "--store", str(tmp_path), "--version", "refined", "--workers", "1", "--production"]) == 0

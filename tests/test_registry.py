@@ -46,11 +46,22 @@ def test_shipped_models_have_production_aliases_and_honest_cards():
         ref = reg.resolve(name, "production")
         assert ref.model_file.stat().st_size < 10 * 1024 * 1024  # small enough to ship in git
         assert "trained on synthetic phantoms only, not for clinical use" in json.dumps(ref.card)
-        # trained by a command, or the same weights served another way (`ldh models derive`) from a trained one
-        trained = ref.card.get("derived_from", ref.card)
-        assert trained["command"].startswith("ldh train") and "seed" in ref.card["data"]
-        assert ref.card["command"].startswith(("ldh train", "ldh models derive"))
+        # trained by a command, or derived from a trained one (same weights served another way, `ldh models
+        # derive`, or given a refiner, `ldh train refine`): the registry leads back to the run that trained them
+        commands = lineage(reg, name, ref.card)
+        assert commands[-1].startswith("ldh train") and "seed" in ref.card["data"]
+        assert all(c.startswith(("ldh train", "ldh models derive")) for c in commands)
     assert 0 < reg.resolve(CLS_MODEL).card["operating_threshold"] < 1
+
+
+def lineage(reg, name, card) -> list[str]:
+    """The commands from a version back, through the versions it was derived from, to its weights' training."""
+    commands = [card["command"]]
+    while "derived_from" in card:
+        source = card["derived_from"]
+        commands.append(source["command"])
+        card = reg.resolve(name, source["version"].split(":", 1)[1]).card
+    return commands
 
 
 def saved(tmp_path, version):

@@ -53,3 +53,24 @@ def test_cosine_schedule_runs_every_epoch_decays_to_one_percent_and_checkpoints_
         "epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
     assert float(model.optimizer.iterations) == 9
     assert np.isclose(float(model.optimizer.learning_rate), 1e-5, rtol=1e-3)  # 1 % of lr after the last step
+
+
+
+def test_classifier_samples_are_cached_per_served_segmentation_not_per_weights_file(tmp_path):
+    """Versions derived from one another share the U-Net weights but are served differently (canvas, smoothing, a
+    refiner), so each predicts other masks: their cached classifier samples must not be shared."""
+    import json
+    import shutil
+
+    from ai_service.config import Settings
+    from ai_service.registry import SEG_MODEL, ModelRegistry
+
+    source = ModelRegistry(Settings().model_store).resolve(SEG_MODEL, "seg-v6")
+    served = {"a": {}, "b": {"architecture": {"canvas": 256}}, "c": {"postprocess": {"sigma_px": 0.0}},
+              "d": {"refiner": {"file": "refiner.keras"}}}
+    for version, change in served.items():
+        shutil.copytree(source.path, tmp_path / SEG_MODEL / version)
+        (tmp_path / SEG_MODEL / version / "card.json").write_text(json.dumps(source.card | change))
+    refs = [ModelRegistry(tmp_path).resolve(SEG_MODEL, v) for v in served]
+    assert len({D.serving_digest(r) for r in refs}) == 4
+    assert D.serving_digest(refs[0]) == D.serving_digest(source)

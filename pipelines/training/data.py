@@ -140,7 +140,8 @@ def build_cls(seed: int, count: int, *, seg: ModelRef, augment: bool = True, cac
         xs, ys, discs, disc_ys = [], [], [], []
         for index, cc in enumerate(canonical_cases(seed, count, **kw)):
             rng = np.random.default_rng(case_seed(seed, index) + 1) if augment else None
-            crops, y, meta = cls_samples(cc, locate_discs(seg_fn, cc.norm, cc.spacing, serving=serving, refine=refine).discs, rng)
+            located = locate_discs(seg_fn, cc.norm, cc.spacing, serving=serving, refine=refine)
+            crops, y, meta = cls_samples(cc, located.discs, rng)
             xs.append(crops)
             ys.append(y)
             discs += [f"{index}:{level}" for level, _, _ in meta]
@@ -185,7 +186,8 @@ def serving_digest(seg: ModelRef) -> str:
     """What decides a segmentation version's masks: its weights and how its card serves them (canvas, smoothing,
     refiner), so a derived version never reuses its source's cached classifier samples."""
     h = hashlib.sha256(seg.model_file.read_bytes())
-    h.update(json.dumps({k: seg.card.get(k) for k in ("architecture", "postprocess", "refiner")}, sort_keys=True).encode())
+    served = {k: seg.card.get(k) for k in ("architecture", "postprocess", "refiner")}
+    h.update(json.dumps(served, sort_keys=True).encode())
     return h.hexdigest()[:12]
 
 
