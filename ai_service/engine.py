@@ -63,16 +63,33 @@ def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], 
     label_map = np.zeros(norm.shape, dtype=np.uint8)
     if region is not None:
         (r0, r1, c0, c1), mapped = region
+        grown = np.stack([cv2.dilate(sl, _GROW) for sl in named.label_map])
+        names = P.labels_to_grid(grown, affine, *norm.shape[1:], region[0])
         if refine is None:
             disc = np.argmax(mapped, axis=-1) == 1
         else:
-            disc = refine(P.refine_features(norm[:, r0:r1, c0:c1], mapped))[..., 0] > 0
-        grown = np.stack([cv2.dilate(sl, _GROW) for sl in named.label_map])
-        label_map[:, r0:r1, c0:c1] = np.where(disc, P.labels_to_grid(grown, affine, *norm.shape[1:], region[0]), 0)
+            disc = _refined(refine, norm[:, r0:r1, c0:c1], mapped, names)
+        label_map[:, r0:r1, c0:c1] = np.where(disc, names, 0)
     if timings is not None:
         timings["segment"] = (t_levels - t) * 1e3
         timings["levels"] = (time.perf_counter() - t_levels) * 1e3
     return DiscAssignment(discs_of(label_map), label_map, named.vertebrae, named.sacrum_found, named.warnings)
+
+
+def _refined(refine: Runner, image: np.ndarray, mapped: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """The refiner's disc decision on the voxels a named disc can take, one level at a time: its box (over the
+    slices it reaches) grown by the refiner's reach, so each voxel reads the same neighbourhood as on the whole
+    rectangle, but the vertebral bodies between the discs (about half of it) are not computed."""
+    disc = np.zeros(names.shape, dtype=bool)
+    reach = P.REFINER_DEPTH
+    _, rows, cols = names.shape
+    for level in np.unique(names[names > 0]):
+        where = names == level
+        s, r, c = (np.flatnonzero(where.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+        box = (slice(s[0], s[-1] + 1), slice(max(0, r[0] - reach), min(rows, r[-1] + 1 + reach)),
+               slice(max(0, c[0] - reach), min(cols, c[-1] + 1 + reach)))
+        disc[box] |= (refine(P.refine_features(image[box], mapped[box]))[..., 0] > 0) & where[box]
+    return disc
 
 
 def canvas_probabilities(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], serving: SegServing

@@ -10,7 +10,7 @@ from keras import layers
 
 import numpy as np
 
-from ai_service.preprocess import CROP_SIZE, REFINE_FEATURES, SEG_CLASSES
+from ai_service.preprocess import CROP_SIZE, REFINE_FEATURES, REFINER_DEPTH, SEG_CLASSES
 
 
 def _conv_block(x, filters: int, name: str):
@@ -40,7 +40,7 @@ def build_unet(base_filters: int = 8, depth: int = 4) -> keras.Model:
     return keras.Model(inputs, outputs, name="disc_unet")
 
 
-def build_refiner(channels: int = 8, depth: int = 4) -> keras.Model:
+def build_refiner(channels: int = 8, depth: int = REFINER_DEPTH) -> keras.Model:
     """Disc decision on the input grid (preprocess.refine_features in, disc logit out): the U-Net works on a ~1 mm
     canvas, and most of its disc errors are the one input pixel along each boundary; a few 3x3 convolutions on the
     full-resolution image move that boundary. The logit is the U-Net's arg-max margin plus a learnt residual,

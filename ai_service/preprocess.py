@@ -20,6 +20,7 @@ CROP_MM_PER_PX = 1.0
 CROP_POSTERIOR_SHIFT_MM = 12.0  # crop centre sits behind the disc centre so the canal is in view
 MIN_SLICE_AREA_FRACTION = 0.25  # a disc is classified on slices holding at least this share of its largest section
 REFINE_FEATURES = 5  # refiner input per input-grid pixel: image, P(disc, vertebra, sacrum), disc arg-max margin
+REFINER_DEPTH = 4  # 3x3 convolutions in the refiner: a voxel's decision reads this many pixels around it
 
 
 def normalize_volume(volume: np.ndarray) -> np.ndarray:

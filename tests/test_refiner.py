@@ -88,3 +88,40 @@ def test_ldh_train_refine_ships_the_unet_with_its_refiner_as_a_new_version(tmp_p
     capsys.readouterr()
     assert main(["train", "refine", "--seg-model", "refined", "--count", "1", "--store", str(tmp_path)]) == 2
     assert "already has a refiner" in capsys.readouterr().err
+
+
+def test_the_refiner_runs_on_each_discs_box_and_decides_as_on_the_whole_rectangle(phantom):
+    """The engine refines each named disc's box grown by the refiner's reach, not the whole rectangle with the
+    vertebral bodies between the discs; every voxel a disc can take must still get the decision the whole
+    rectangle gives it. The stand-in refiner sums the image over the 9x9 neighbourhood a depth-4 refiner reads
+    (zeros outside its input, like the network's padding), so a box cut too tight changes decisions."""
+    import cv2
+
+    from ai_service.config import Settings
+    from ai_service.engine import _GROW, canvas_probabilities, locate_discs, named_region
+    from ai_service.runtime import SegServing
+
+    ref = ModelRegistry(Settings().model_store).resolve(SEG_MODEL)
+    seg_fn, serving = load_runner(ref, threads=1)[0], SegServing.of(ref.card)
+    probs, affine = canvas_probabilities(seg_fn, phantom.norm, phantom.spacing, serving)
+    named, ((r0, r1, c0, c1), mapped) = named_region(probs, affine, phantom.norm.shape, phantom.spacing)
+    grown = np.stack([cv2.dilate(sl, _GROW) for sl in named.label_map])
+    names = P.labels_to_grid(grown, affine, *phantom.norm.shape[1:], (r0, r1, c0, c1))
+    side = 2 * P.REFINER_DEPTH + 1
+
+    def sums(x):
+        return np.stack([cv2.boxFilter(sl[..., 0], -1, (side, side), normalize=False,
+                                       borderType=cv2.BORDER_CONSTANT) for sl in x])[..., None]
+
+    whole = sums(P.refine_features(phantom.norm[:, r0:r1, c0:c1], mapped))
+    cut = np.median(whole[names > 0])  # half the named voxels either way
+    shapes = []
+
+    def refine(x):
+        shapes.append(x.shape)
+        return sums(x) - cut
+
+    located = locate_discs(seg_fn, phantom.norm, phantom.spacing, serving=serving, refine=refine)
+    assert 0.3 < (located.label_map > 0).sum() / (names > 0).sum() < 0.7
+    np.testing.assert_array_equal(located.label_map[:, r0:r1, c0:c1], np.where(whole[..., 0] > cut, names, 0))
+    assert len(shapes) == 5 and sum(np.prod(s[:3]) for s in shapes) < names.size
