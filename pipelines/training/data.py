@@ -201,10 +201,14 @@ def _cached(cache: Path | None, key: tuple, make) -> dict[str, np.ndarray]:
     """Samples are a pure function of (generator code, key): keep them in ``cache`` so a re-run skips generation."""
     if cache is None:
         return make()
+    from ai_service import discs, engine
     from pipelines.phantom import __file__ as phantom_init
 
+    # the generator, preprocessing, this module, and what turns network output into named masks (classifier
+    # and refiner samples are cut from those)
+    serving = [Path(P.__file__), Path(engine.__file__), Path(discs.__file__), Path(__file__).with_name("refine.py")]
     code = hashlib.sha256()
-    for source in sorted(Path(phantom_init).parent.glob("*.py")) + [Path(P.__file__), Path(__file__)]:
+    for source in sorted(Path(phantom_init).parent.glob("*.py")) + serving + [Path(__file__)]:
         code.update(source.read_bytes())
     digest = hashlib.sha256(repr(key).encode() + code.digest()).hexdigest()[:16]
     path = Path(cache) / f"{key[0]}-{digest}.npz"
