@@ -62,9 +62,10 @@ def locate_discs(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], 
     named, region = named_region(probs, affine, norm.shape, spacing)
     label_map = np.zeros(norm.shape, dtype=np.uint8)
     if region is not None:
-        (r0, r1, c0, c1), mapped = region
+        roi, mapped = region
+        r0, r1, c0, c1 = roi
         grown = np.stack([cv2.dilate(sl, _GROW) for sl in named.label_map])
-        names = P.labels_to_grid(grown, affine, *norm.shape[1:], region[0])
+        names = P.labels_to_grid(grown, affine, *norm.shape[1:], roi)
         if refine is None:
             disc = np.argmax(mapped, axis=-1) == 1
         else:

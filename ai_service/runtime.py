@@ -145,8 +145,8 @@ def load_refiner(ref: ModelRef, threads: int, *, onnx: bool = True) -> tuple[Run
 
 def _runner(ref: ModelRef, keras_file: str | None, entry: Mapping[str, Any] | None, shape: tuple[int | None, ...],
             threads: int, onnx: bool) -> tuple[Runner, str]:
-    if onnx and entry and (ref.path / entry["file"]).exists():
-        path = ref.path / entry["file"]
+    path = ref.path / entry["file"] if entry else None
+    if onnx and path is not None and path.exists():
         if _sha256(path) != entry.get("sha256"):
             log.warning("ONNX file does not match its model card; using TensorFlow",
                         extra={"model": f"{ref.name}:{ref.version}", "file": path.name})

@@ -192,6 +192,7 @@ def _train_refine(args: argparse.Namespace, store: Path, seed: int, common: dict
     import os
 
     from ai_service.errors import ModelError
+    from ai_service.preprocess import REFINER_DEPTH
     from ai_service.registry import ModelRegistry
     from ai_service.runtime import REFINER_SHAPE, SegServing, compiled_graph, load_runner
     from pipelines.training import data as D
@@ -216,7 +217,7 @@ def _train_refine(args: argparse.Namespace, store: Path, seed: int, common: dict
     dice = grid_disc_dice(cases, seg_fn, serving, {"unet": None, "refined": compiled_graph(model, REFINER_SHAPE)})
     metrics = {"validation_input_grid": {"disc_dice_unet": dice["unet"], "disc_dice_refined": dice["refined"]}}
     card = {"task": "disc decision on the input grid from the image and the U-Net's mapped probabilities",
-            "architecture": {"type": "CNN on the input grid", "channels": args.channels, "depth": 4},
+            "architecture": {"type": "CNN on the input grid", "channels": args.channels, "depth": REFINER_DEPTH},
             "training": {"epochs": epochs, "batch": batch, "lr": args.lr, "schedule": "cosine", "patch": PATCH,
                          "patches": int(len(x)), "cases": count, "validation_cases": val_count, "history": history},
             "data": data_card | {"count": count, "validation_count": val_count,

@@ -18,6 +18,7 @@ from ai_service import labels as L
 from ai_service.config import Settings
 from pipelines.training.cls import auc, sens_spec
 from pipelines.training.data import case_seed
+from pipelines.training.seg import mask_dice
 
 
 @dataclass
@@ -53,7 +54,7 @@ def score_case(case, analysis, threshold_probs: Tally) -> None:
                 t.false_levels += 1
             continue
         pr = pred == value
-        t.dice[level].append(float(2 * (gt & pr).sum() / max(1, gt.sum() + pr.sum())))
+        t.dice[level].append(mask_dice(gt, pr))
         t.levels_total += 1
         if pr.any():
             # right when the predicted component overlaps this truth disc more than any other truth disc

@@ -17,6 +17,7 @@ from ai_service import preprocess as P
 from ai_service.engine import canvas_probabilities, locate_discs, named_region
 from ai_service.runtime import SegServing
 from pipelines.training.data import CanonicalCase
+from pipelines.training.seg import cosine_rate, mask_dice
 
 PATCH = 48  # training patch side, input-grid pixels (the refiner sees 9 x 9 px around each)
 BAND = np.ones((5, 5), np.uint8)  # truth boundary band the patch centres are drawn from: ±2 px
@@ -70,8 +71,7 @@ def train_refiner(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, 
 
     keras.utils.set_random_seed(seed)
     model = build_refiner(channels)
-    steps = epochs * -(-len(x) // batch)
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.01)),
+    model.compile(optimizer=keras.optimizers.Adam(cosine_rate(lr, epochs, len(x), batch)),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     history = model.fit(x.astype(np.float32), y.astype(np.float32), validation_data=(xv.astype(np.float32),
                         yv.astype(np.float32)), batch_size=batch, epochs=epochs, shuffle=True, verbose=verbose)
@@ -88,6 +88,5 @@ def grid_disc_dice(cases, seg_fn, serving: SegServing, refiners: dict) -> dict[s
             for level in L.LEVELS:
                 truth = cc.labels == L.disc_label(level)
                 if truth.any():
-                    mine = pred == L.disc_label(level)
-                    dice[name].append(2 * (truth & mine).sum() / (truth.sum() + mine.sum()))
+                    dice[name].append(mask_dice(truth, pred == L.disc_label(level)))
     return {name: float(np.mean(v)) if v else float("nan") for name, v in dice.items()}

@@ -57,6 +57,18 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, w
     return ds.batch(batch).prefetch(2)
 
 
+def mask_dice(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Dice of two boolean masks (1 when both are empty)."""
+    return float(2 * (truth & pred).sum() / max(1, truth.sum() + pred.sum()))
+
+
+def cosine_rate(lr: float, epochs: int, samples: int, batch: int):
+    """Learning rate decayed from ``lr`` to 1 % of it over all the steps of ``epochs`` (cosine)."""
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=epochs * -(-samples // batch), alpha=0.01)
+
+
 def disc_dice(model, x: np.ndarray, y: np.ndarray, batch: int = 16) -> dict[str, float]:
     """Per-class Dice on canvas samples against the arg-max of the soft targets (a quick validation figure;
     `ldh evaluate` measures on input grids)."""
@@ -65,8 +77,7 @@ def disc_dice(model, x: np.ndarray, y: np.ndarray, batch: int = 16) -> dict[str,
     truth = np.argmax(y, axis=-1)
     out = {}
     for c, name in enumerate(SEG_CLASSES[1:], start=1):
-        a, b = pred == c, truth == c
-        out[f"dice_{name}"] = float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+        out[f"dice_{name}"] = mask_dice(truth == c, pred == c)
     return out
 
 
@@ -87,8 +98,7 @@ def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: f
     if init is not None:
         model.set_weights(init.get_weights())
     if schedule == "cosine":
-        steps = epochs * -(-len(x) // batch)
-        rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.01)
+        rate = cosine_rate(lr, epochs, len(x), batch)
         callbacks = []
     else:
         rate = lr
