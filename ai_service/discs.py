@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -28,7 +29,12 @@ SAME_BODY_OVERLAP = 0.5  # two body components whose sagittal outlines overlap b
 # one vertebra split across slices (its middle slices called something else), not two
 MIN_CUTTING_DISC = 0.1  # share of the median disc volume a disc needs to split a body component (a speck's
 # mid-plane points anywhere; the remnant of a thin disc mostly called bone is still ~20 %)
+SLAB_HALF_MM = 12.0  # levels are named on the slices this close to the spine's mid-sagittal plane
+COLUMN_MM = 22.0  # a body or disc centre this far in front of or behind the column's line is not part of it
+LATERAL_GROW_STEPS = 8  # in-slice growth steps (pixels) of a name carried to the next slice outward
+ONE_DISC_MM = 10.0  # disc pieces whose centres lie closer than this (head-feet) are one disc when cutting bodies
 _STRUCTURE = ndimage.generate_binary_structure(3, 1)
+_GROW_PX = np.ones((3, 3), np.uint8)
 
 
 @dataclass
@@ -127,9 +133,14 @@ def _body_rows(bodies: list[_Component], discs: list[_Component], spacing) -> li
     :data:`MIN_CUT_SHARE` of the component's voxels lie on each side of the disc's mid-plane: an ordinary body
     next to a disc has all but a sliver on one side, whatever the lordosis. Specks called disc (under
     :data:`MIN_CUTTING_DISC` of the median disc) cut nothing: the mid-plane of a speck inside a body can point
-    anywhere and split it into two "vertebrae"; the caller leaves them out of ``discs``.
+    anywhere and split it into two "vertebrae"; the caller leaves them out of ``discs``. Two pieces of one disc
+    (centres within :data:`ONE_DISC_MM`) cut once: on a few central slices a disc may fall apart in two.
     """
-    planes = [(float(d.centroid[1]), *_disc_plane(d, spacing)) for d in discs]
+    cutting: list[_Component] = []
+    for d in sorted(discs, key=lambda c: -c.voxels):  # pieces of one disc (split on a few slices) cut once
+        if all(abs(d.centroid[1] - k.centroid[1]) * spacing[1] >= ONE_DISC_MM for k in cutting):
+            cutting.append(d)
+    planes = [(float(d.centroid[1]), *_disc_plane(d, spacing)) for d in cutting]
     rows = []
     for body in bodies:
         _, rr, cc = np.nonzero(body.mask[body.box])
@@ -146,6 +157,31 @@ def _body_rows(bodies: list[_Component], discs: list[_Component], spacing) -> li
     return sorted(rows)
 
 
+def _on_the_column(bodies: list[_Component], discs: list[_Component], spacing
+                   ) -> tuple[list[_Component], list[_Component]]:
+    """Bodies and discs whose centres lie within :data:`COLUMN_MM` (anterior-posterior) of the vertebral column's
+    line: a curve through the body centres (weighted by volume, fitted twice, the second time without the bodies
+    the first fit left far off), so posterior elements and facet joints the network called bone or disc (behind
+    the canal, seen on real exams) are not counted as vertebrae or named as discs."""
+    if len(bodies) < 3:
+        return bodies, discs
+
+    def far(parts, fit) -> np.ndarray:
+        rows = np.array([p.centroid[1] for p in parts]) * spacing[1]
+        cols = np.array([p.centroid[2] for p in parts]) * spacing[2]
+        return np.abs(cols - np.polyval(fit, rows)) > COLUMN_MM
+
+    kept = bodies
+    for _ in range(2):
+        rows = np.array([b.centroid[1] for b in kept]) * spacing[1]
+        cols = np.array([b.centroid[2] for b in kept]) * spacing[2]
+        fit = np.polyfit(rows, cols, 2 if len(kept) >= 5 else 1, w=np.sqrt([b.voxels for b in kept]))
+        kept = [b for b, off in zip(bodies, far(bodies, fit)) if not off]
+        if len(kept) < 3:
+            return bodies, discs
+    return kept, ([d for d, off in zip(discs, far(discs, fit)) if not off] if discs else discs)
+
+
 def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> DiscAssignment:
     """Name disc components L1-L2 ... L5-S1 from a class map (0 bg, 1 disc, 2 body, 3 sacrum).
 
@@ -157,16 +193,47 @@ def assign_levels(classes: np.ndarray, spacing: tuple[float, float, float]) -> D
         return DiscAssignment([], np.zeros(classes.shape, dtype=np.uint8), 0, False,
                               ["sacrum not identified; levels counted assuming the lowest structure is at L5-S1"])
     crop = tuple(slice(int(e[0]), int(e[-1]) + 1) for e in ends)
-    local = _assign_levels(classes[crop], spacing, (-crop[1].start, classes.shape[1] - crop[1].start))
+    local_classes = classes[crop]
+    slab = central_slab(local_classes, spacing[0])
+    central = np.zeros_like(local_classes)
+    central[slab] = local_classes[slab]
+    local = _assign_levels(central, spacing, (-crop[1].start, classes.shape[1] - crop[1].start))
     label_map = np.zeros(classes.shape, dtype=np.uint8)
-    label_map[crop] = local.label_map
-    discs = []
-    for disc in local.discs:
-        mask = np.zeros(classes.shape, dtype=bool)
-        mask[crop] = disc.mask
-        discs.append(NamedDisc(disc.level, mask, tuple(slice(b.start + c.start, b.stop + c.start)
-                                                       for b, c in zip(disc.box, crop))))
-    return DiscAssignment(discs, label_map, local.vertebrae, local.sacrum_found, local.warnings)
+    label_map[crop] = _grown_laterally(local.label_map, local_classes == 1, slab)
+    return DiscAssignment(discs_of(label_map), label_map, local.vertebrae, local.sacrum_found, local.warnings)
+
+
+def central_slab(classes: np.ndarray, slice_mm: float) -> slice:
+    """The slices within :data:`SLAB_HALF_MM` of the spine's mid-sagittal plane (median slice of its bone).
+
+    Why: lateral to the vertebral bodies the network meets pedicles, facet joints and psoas, and on thin slices
+    (a 1 mm real exam has 60+) discs and bodies of different levels touch there, so 3D components joined whole
+    spines into one body and two discs into one; in the central slab they stand apart as on a mid-sagittal view.
+    """
+    bone = np.count_nonzero((classes == 2) | (classes == 3), axis=(1, 2))
+    if not bone.any():
+        bone = np.count_nonzero(classes, axis=(1, 2))
+    middle = int(np.searchsorted(np.cumsum(bone), bone.sum() / 2.0))
+    reach = int(np.floor(SLAB_HALF_MM / slice_mm + 1e-6))
+    return slice(max(0, middle - reach), min(len(classes), middle + reach + 1))
+
+
+def _grown_laterally(named: np.ndarray, disc: np.ndarray, slab: slice) -> np.ndarray:
+    """Names given in the central slab carried outward slice by slice over the voxels called disc: a voxel takes
+    the name of the disc beside it on the slice nearer the middle (grown inside its own slice where the disc
+    widens), so a lateral bridge between two discs is split where they meet, and a lateral speck touching no
+    named disc stays unnamed."""
+    out = named.copy()
+    order = [(s, s - 1) for s in range(slab.stop, len(named))] + [(s, s + 1) for s in range(slab.start - 1, -1, -1)]
+    for s, inner in order:
+        seed = np.where(disc[s], cv2.dilate(out[inner], _GROW_PX), 0).astype(np.uint8)
+        for _ in range(LATERAL_GROW_STEPS):
+            grown = np.where(disc[s] & (seed == 0), cv2.dilate(seed, _GROW_PX), seed)
+            if np.array_equal(grown, seed):
+                break
+            seed = grown
+        out[s] = seed
+    return out
 
 
 def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov_rows: tuple[int, int]
@@ -181,6 +248,7 @@ def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov
         typical = float(np.median([b.voxels for b in bodies]))
         bodies = [b for b in bodies if b.voxels >= MIN_BODY_SHARE * typical
                   or b.box[1].start <= fov_rows[0] or b.box[1].stop >= fov_rows[1]]
+    bodies, discs = _on_the_column(bodies, discs, spacing)
     sacra = _components(classes == 3, MIN_SACRUM_MM3 / voxel_mm3)
     warnings: list[str] = []
     sacrum_row = None

@@ -200,7 +200,9 @@ def _slice_axis_last(image: sitk.Image) -> sitk.Image:
     if lr_axis == 2:
         return image
     spacing = np.asarray(image.GetSpacing(), dtype=float)
-    if spacing.max() / spacing.min() > 1.5:  # thick slices along a non-LR axis: an axial/coronal acquisition
+    thick = int(np.argmax(spacing))
+    if thick != lr_axis and spacing[thick] / spacing.min() > 1.5:  # thick slices along a non-LR axis: an axial
+        # or coronal acquisition, whatever the array order; thick left-right slices are sagittal in any order
         raise InputError("this is not a sagittal series (its slices are axial or coronal); LDH Assist needs sagittal")
     order = [a for a in range(3) if a != lr_axis] + [lr_axis]
     return sitk.PermuteAxes(image, order)

@@ -66,6 +66,28 @@ def test_mha_with_sagittal_planes_on_another_axis_is_permuted_to_slices_first(tm
     assert canon.perm[0] == 0
 
 
+def test_thick_sagittal_slices_along_the_first_file_axis_are_sagittal(tmp_path):
+    """A converter's layout: array (rows, cols, slices) with 4 mm slices along x (left-right). The thick axis is
+    the left-right one, so it is a sagittal series whatever the array order (was refused as axial/coronal)."""
+    image = sitk.GetImageFromArray(np.random.default_rng(1).integers(0, 100, (50, 40, 9)).astype(np.int16))
+    image.SetSpacing((4.0, 1.0, 1.0))
+    image.SetDirection((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    sitk.WriteImage(image, str(tmp_path / "v.mha"))
+    vol = load_volume(tmp_path / "v.mha")
+    assert vol.shape[0] == 9 and vol.spacing[2] == 4.0
+    canon = canonical_of(vol)
+    assert canon.spacing == (4.0, 1.0, 1.0)
+
+
+def test_thick_coronal_slices_are_refused_in_any_array_order(tmp_path):
+    image = sitk.GetImageFromArray(np.zeros((50, 40, 9), np.int16))
+    image.SetSpacing((1.0, 4.0, 1.0))  # y (anterior-posterior) is the thick axis: coronal slices
+    image.SetDirection((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
+    sitk.WriteImage(image, str(tmp_path / "v.mha"))
+    with pytest.raises(InputError, match="axial or coronal"):
+        load_volume(tmp_path / "v.mha")
+
+
 def test_empty_folder(tmp_path):
     with pytest.raises(InputError, match="empty folder"):
         load_volume(tmp_path)

@@ -1,0 +1,112 @@
+"""Real lumbar MRI read in place (shared/data/real_spine): importers, clinical-like resampling, and the models on it.
+
+The folder is shared with every developer and CI; without it these tests skip on a developer machine and fail
+under CI=true.
+"""
+
+import os
+
+import numpy as np
+import pytest
+import scipy.io
+import SimpleITK as sitk
+
+from ai_service import labels as L
+from ai_service.volume import canonical_of, load_volume
+from pipelines.importers import real_spine as R
+
+
+@pytest.fixture(scope="module")
+def root():
+    if not R.exam_paths(R.DEFAULT_ROOT):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the real exams are required in CI: {R.DEFAULT_ROOT} is missing or empty")
+        pytest.skip(f"no real exams at {R.DEFAULT_ROOT}")
+    return R.DEFAULT_ROOT
+
+
+def _centre_row(labels, value):
+    return np.nonzero(labels == value)[1].mean()
+
+
+def test_ivd_discs_are_named_by_level_head_to_feet(root):
+    exams = R.load_exams(root, R.IVD)
+    assert [e.name for e in exams] == ["ivd-42", "ivd-46"]
+    for exam in exams:
+        assert exam.volume.shape == (67, 221, 221) and exam.labelled == "disc"
+        rows = [_centre_row(exam.labels, L.disc_label(level)) for level in L.LEVELS]
+        assert rows == sorted(rows), exam.name  # L1-L2 on top … L5-S1 lowest (canonical rows run to the feet)
+        assert set(np.unique(exam.labels)) == {0, *(L.disc_label(level) for level in L.LEVELS)}
+        # the file's label 1 is L5-S1: it becomes 205, the lowest disc
+        raw = scipy.io.loadmat(R.exam_paths(root, R.IVD)[exams.index(exam)])["GT"]
+        assert np.array_equal(np.transpose(raw == 1, (2, 0, 1)), exam.labels == L.disc_label("L5-S1"))
+
+
+def test_vb2_bodies_are_named_from_their_position_not_their_label_number(root):
+    exams = R.load_exams(root, R.VB2)
+    assert len(exams) == 17
+    for exam in exams:
+        order = [L.UPPER_VERTEBRA, L.VERTEBRA_T12] + [L.vertebra_label(v) for v in ("L1", "L2", "L3", "L4", "L5")]
+        rows = [_centre_row(exam.labels, v) for v in order]
+        assert rows == sorted(rows), exam.name  # T11 on top, L5 lowest
+    # 04.mat's label numbers do not follow the spine: its label 1 is not the top body
+    raw = scipy.io.loadmat(R.exam_paths(root, R.VB2)[1])["GT"]
+    exam = exams[1]
+    assert exam.name == "vb2-04"
+    assert not np.array_equal(np.transpose(raw[:, :, :-1] == 1, (2, 0, 1)), exam.labels == L.UPPER_VERTEBRA)
+
+
+def test_a_mask_one_slice_longer_than_its_image_is_trimmed_and_said(root, tmp_path):
+    exam = R.load_exam(root / R.FOLDERS[R.VB2] / "02.mat")
+    assert exam.volume.shape[0] == exam.labels.shape[0] == 76
+    assert "dropped GT's last slice" in exam.notes[0]
+    # the same file with the extra mask slice labelled is refused, never trimmed silently
+    mat = scipy.io.loadmat(root / R.FOLDERS[R.VB2] / "02.mat")
+    gt = mat["GT"].copy()
+    gt[150:160, 150:160, -1] = 3
+    folder = tmp_path / R.FOLDERS[R.VB2]
+    folder.mkdir()
+    scipy.io.savemat(folder / "02.mat", {"I": mat["I"], "GT": gt})
+    with pytest.raises(R.RealExamError, match="last slice is labelled"):
+        R.load_exam(folder / "02.mat")
+
+
+def test_a_mask_that_is_not_one_spine_is_refused(root, tmp_path):
+    mat = scipy.io.loadmat(root / R.FOLDERS[R.IVD] / "42.mat")
+    gt = np.select([mat["GT"] == 5, mat["GT"] == 1], [1, 5], mat["GT"]).astype(np.uint8)  # L1-L2 <-> L5-S1
+    folder = tmp_path / R.FOLDERS[R.IVD]
+    folder.mkdir()
+    scipy.io.savemat(folder / "42.mat", {"I": mat["I"], "GT": gt})
+    with pytest.raises(R.RealExamError, match="not ordered head to feet"):
+        R.load_exam(folder / "42.mat")
+
+
+def test_clinical_like_series_keeps_the_anatomy_in_patient_space(root):
+    exam = R.load_exam(root / R.FOLDERS[R.IVD] / "42.mat")
+    thick = R.clinical_like(exam, 4.0, 0.43)
+    assert thick.volume.shape == (16, 513, 513)
+    assert thick.spacing == pytest.approx((4.0, 0.43, 0.43))
+    back = R.to_grid_of(exam, thick.volume, thick.labels)
+    for level in L.LEVELS:
+        a, b = back == L.disc_label(level), exam.labels == L.disc_label(level)
+        assert 2 * np.count_nonzero(a & b) / (a.sum() + b.sum()) > 0.9, level
+    # each thick slice is the mean of the 1 mm planes it covers (4 mm: the centre plane and its neighbours, the
+    # planes 2 mm away half): slice 8 of 16 is centred on plane 3 + 4 * 8 = 35 of 67
+    plain = R.clinical_like(exam, 4.0)
+    planes = exam.volume.array[33:38]
+    expected = (0.5 * planes[0] + planes[1] + planes[2] + planes[3] + 0.5 * planes[4]) / 4.0
+    assert np.allclose(plain.volume.array[8], expected, atol=1e-3)
+
+
+def test_the_files_own_array_order_loads_as_the_same_sagittal_series(root, tmp_path):
+    """x = 16 slices of 4 mm, direction (-1,0,0 / 0,1,0 / 0,0,-1): the layout once refused as 'axial or coronal'."""
+    exam = R.clinical_like(R.load_exam(root / R.FOLDERS[R.IVD] / "42.mat"), 4.0)
+    native = R.native_volume(exam)
+    assert native.shape == (221, 221, 16)
+    sitk.WriteImage(native.to_sitk(), str(tmp_path / "ivd42.mha"))
+    loaded = load_volume(tmp_path / "ivd42.mha")
+    canon = canonical_of(loaded)
+    assert canon.spacing == (4.0, 1.0, 1.0)
+    same = canon.forward(loaded.array)
+    # the same voxels as the canonical exam, up to the (unstored) left-right sign of the slice axis
+    assert np.array_equal(same, exam.volume.array) or np.array_equal(same[::-1], exam.volume.array)
