@@ -73,7 +73,8 @@ def test_a_mask_one_slice_longer_than_its_image_is_trimmed_and_said(root, tmp_pa
 
 def test_a_mask_that_is_not_one_spine_is_refused(root, tmp_path):
     mat = scipy.io.loadmat(root / R.FOLDERS[R.IVD] / "42.mat")
-    gt = np.select([mat["GT"] == 5, mat["GT"] == 1], [1, 5], mat["GT"]).astype(np.uint8)  # L1-L2 <-> L5-S1
+    raw = mat["GT"].astype(np.int64)
+    gt = np.select([raw == 5, raw == 1], [1, 5], raw).astype(np.uint8)  # L1-L2 <-> L5-S1 swapped
     folder = tmp_path / R.FOLDERS[R.IVD]
     folder.mkdir()
     scipy.io.savemat(folder / "42.mat", {"I": mat["I"], "GT": gt})
