@@ -32,6 +32,10 @@ MIN_CUTTING_DISC = 0.1  # share of the median disc volume a disc needs to split 
 SLAB_HALF_MM = 12.0  # levels are named on the slices this close to the spine's mid-sagittal plane
 COLUMN_MM = 22.0  # a body or disc centre this far in front of or behind the column's line is not part of it
 LATERAL_GROW_STEPS = 8  # in-slice growth steps (pixels) of a name carried to the next slice outward
+MIN_ANALYSABLE_DISCS = 3  # fewer named discs than this: the exam is not analysable (levels cannot be trusted)
+MAX_VOLUME_RATIO = 3.0  # a "disc" this many times the median one is a blob (e.g. bowel), not a disc
+MIN_VOLUME_SHARE = 0.1  # ... and one under this share of it a speck (a small L5-S1 is often a third of the others)
+MAX_SPACING_RATIO = 1.8  # neighbouring discs' centre distances may differ this much before the count is doubted
 ONE_DISC_MM = 10.0  # disc pieces whose centres lie closer than this (head-feet) are one disc when cutting bodies
 _STRUCTURE = ndimage.generate_binary_structure(3, 1)
 _GROW_PX = np.ones((3, 3), np.uint8)
@@ -296,6 +300,49 @@ def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov
     for disc in ordered:
         label_map[disc.mask] = disc_label(disc.level)
     return DiscAssignment(ordered, label_map, len(body_rows), sacrum_row is not None, warnings)
+
+
+def anatomy_problem(named: DiscAssignment, spacing: tuple[float, float, float]) -> str | None:
+    """Why these named discs cannot be a lumbar spine read right, or None: the check that stands between an exam
+    the models cannot read (wrong region, a spine they miscount) and confident wrong levels.
+
+    A lumbar series shows the discs L1-L2 … L5-S1 one below the other at a steady spacing (~25-45 mm centre to
+    centre), each below a vertebral body, counted up from the sacrum; a field of view may cut the top ones. So:
+    the sacrum found (without it the count is a guess: a thoracolumbar view would be named L1-L2 … L5-S1), at
+    least :data:`MIN_ANALYSABLE_DISCS` discs of like size (:data:`MAX_VOLUME_RATIO`, :data:`MIN_VOLUME_SHARE`; a disc the view cuts is not compared), a body above every disc
+    (but the top one, which the field of view may cut), no level missing between two found ones,
+    and no gap between neighbours more than :data:`MAX_SPACING_RATIO` times another (a disc skipped or a speck
+    counted as one).
+    """
+    discs = named.discs
+    if not named.sacrum_found:
+        return "the sacrum was not found, so the lumbar levels cannot be counted (field of view above the sacrum?)"
+    if len(discs) < MIN_ANALYSABLE_DISCS:
+        return (f"only {len(discs)} lumbar disc{'s' if len(discs) != 1 else ''} found, at least "
+                f"{MIN_ANALYSABLE_DISCS} needed to name the levels (is this a sagittal lumbar spine series?)")
+    if named.vertebrae < len(discs) - 1:  # the body above the top disc may lie outside the field of view
+        return (f"{len(discs)} discs but only {named.vertebrae} vertebral bodies found: not a lumbar spine as the "
+                "models know it")
+    rows = discs[0].mask.shape[1]
+    whole = [d for d in discs if d.box[1].start > 0 and d.box[1].stop < rows]  # the view cuts the others
+    volumes = np.array([np.count_nonzero(d.mask[d.box]) for d in whole], dtype=float)
+    if len(volumes) > 1 and (volumes.max() > MAX_VOLUME_RATIO * np.median(volumes)
+                             or volumes.min() < MIN_VOLUME_SHARE * np.median(volumes)):
+        return (f"disc sizes implausible ({' / '.join(f'{v * np.prod(spacing) / 1000:.1f}' for v in volumes)} ml): "
+                "not a lumbar spine as the models know it")
+    found = [LEVELS.index(d.level) for d in discs]
+    missing = [LEVELS[i] for i in range(min(found), max(found) + 1) if i not in found]
+    if missing:
+        return f"disc {', '.join(missing)} not found between the others: the levels could not be counted reliably"
+    centres = []
+    for d in discs:
+        _, rr, cc = np.nonzero(d.mask[d.box])
+        centres.append(((rr.mean() + d.box[1].start) * spacing[1], (cc.mean() + d.box[2].start) * spacing[2]))
+    gaps = np.hypot(*np.diff(np.array(centres), axis=0).T)
+    if len(gaps) > 1 and gaps.max() > MAX_SPACING_RATIO * gaps.min():
+        return (f"disc spacing irregular ({' / '.join(f'{g:.0f}' for g in gaps)} mm between neighbours): the levels "
+                "could not be counted reliably")
+    return None
 
 
 def discs_of(label_map: np.ndarray) -> list[NamedDisc]:

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from ai_service import preprocess as P  # noqa: E402
 from ai_service.config import Settings  # noqa: E402
-from ai_service.discs import DiscAssignment, assign_levels, discs_of  # noqa: E402
+from ai_service.discs import DiscAssignment, anatomy_problem, assign_levels, discs_of  # noqa: E402
 from ai_service.errors import InputError  # noqa: E402
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions  # noqa: E402
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  # noqa: E402
@@ -168,6 +168,11 @@ class InferenceEngine:
         if not assignment.discs and assignment.vertebrae == 0 and not assignment.sacrum_found:
             raise InputError("no lumbar spine was found in this series (is it a sagittal lumbar spine MRI?)")
 
+        problem = anatomy_problem(assignment, spacing)
+        if problem:  # never confident wrong levels: no disc is reported, the reason is
+            log.info("not analysable", extra={"series": volume.series_instance_uid, "reason": problem})
+            assignment = DiscAssignment([], np.zeros_like(assignment.label_map), assignment.vertebrae,
+                                        assignment.sacrum_found, assignment.warnings)
         t = time.perf_counter()
         discs = self._classify(volume, canon, norm, assignment.discs, spacing)
         timings["classify"] = (time.perf_counter() - t) * 1e3
@@ -183,6 +188,7 @@ class InferenceEngine:
             frame_of_reference_uid=volume.frame_of_reference_uid,
             source=volume.kind,
             warnings=volume.warnings + assignment.warnings,
+            not_analysable=problem,
         )
         return Analysis(findings, canon.inverse(assignment.label_map), timings)
 

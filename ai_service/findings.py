@@ -76,6 +76,7 @@ class Findings:
     frame_of_reference_uid: str | None = None
     source: str | None = None  # input kind: dicom | mha | nifti | images
     warnings: list[str] = field(default_factory=list)
+    not_analysable: str | None = None  # why the models declined this series (then ``discs`` is empty)
 
     def disc(self, level: str) -> DiscFinding | None:
         return next((d for d in self.discs if d.level == level), None)
@@ -121,6 +122,7 @@ class Findings:
             frame_of_reference_uid=data.get("frame_of_reference_uid"),
             source=data.get("source"),
             warnings=list(data.get("warnings", [])),
+            not_analysable=data.get("not_analysable"),
         )
 
     @classmethod

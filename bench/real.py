@@ -44,7 +44,8 @@ def main() -> None:
             score = score_exam(engine, exam, variant)
             scores.append(score)
             named = sum(score.levels_correct.values())
-            print(f"{exam.name:8s} {variant:6s} levels right {named}/5  herniation calls {score.herniation_calls}"
+            print(f"{exam.name:8s} {variant:6s} levels right {named}/5 (wrong names {score.wrong_levels})  "
+                  f"herniation calls {score.herniation_calls}"
                   + (f"  Dice {' '.join(f'{v:.2f}' for v in score.dice.values())}" if score.dice else "")
                   + ("" if score.analysable else f"  not analysable: {score.reason}"), flush=True)
     figures = summarise(scores)
@@ -57,8 +58,9 @@ def main() -> None:
     for variant, f in figures.items():
         dice = (f"mean disc Dice {f['mean_disc_dice']:.3f} (worst level {f['worst_level_dice']:.3f}), "
                 if f["mean_disc_dice"] is not None else "")
-        print(f"real exams, {variant}: {dice}levels right {f['levels_correct'] * 100:.1f}%, herniation calls "
-              f"{f['herniation_calls']} on healthy discs, not analysable {f['not_analysable']}/{f['exams']}")
+        print(f"real exams, {variant}: {dice}levels right {f['levels_correct'] * 100:.1f}% (reported under a wrong "
+              f"name: {f['wrong_levels_reported']}), herniation calls {f['herniation_calls']} on healthy discs, "
+              f"not analysable {f['not_analysable']}/{f['exams']}")
     print(f"-> {path}")
 
 

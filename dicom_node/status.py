@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def study_status(db: Database) -> dict:
         st = studies[r["study_uid"]]
         st["skipped"] += 1
         st["notes"].append(f"series {r['series_uid']} not analysed: {r['reason']}")
+    for r in db.query("SELECT study_uid, series_uid, out_dir FROM jobs WHERE state = 'done'"):
+        reason = _not_analysable(r["out_dir"])
+        if reason:
+            studies[r["study_uid"]]["notes"].append(f"series {r['series_uid']} not analysable: {reason}")
     for r in db.query("SELECT study_uid, state, count(*) n, group_concat(error, ' | ') e FROM jobs"
                       " GROUP BY study_uid, state"):
         st = studies[r["study_uid"]]
@@ -43,6 +48,14 @@ def study_status(db: Database) -> dict:
             st["notes"].append(f"{r['n']} export(s) pending")
     destinations = [dict(r) for r in db.query("SELECT name, state, message, updated FROM destinations")]
     return {"studies": [{"study": k, **v} for k, v in sorted(studies.items())], "destinations": destinations}
+
+
+def _not_analysable(out_dir: str | None) -> str | None:
+    """The reason the analysis gave in its findings.json for declining a series (the worker's file contract)."""
+    try:
+        return json.loads((Path(out_dir) / "findings.json").read_text()).get("not_analysable") if out_dir else None
+    except (OSError, ValueError):
+        return None
 
 
 def format_status(status: dict) -> str:

@@ -211,3 +211,18 @@ def test_a_series_that_grows_during_or_after_its_analysis_is_analysed_again(tmp_
     assert queue.claim() is None
     assert queue.requeue("1.2", "1.2.3", "m1")  # grew after it was done
     assert queue.claim().id == job.id
+
+
+def test_status_says_why_an_analysed_series_was_not_analysable(tmp_path):
+    from dicom_node.db import Database
+    from dicom_node.status import format_status, study_status
+
+    queue = JobQueue(Database(tmp_path / "node.db"))
+    queue.enqueue("1.2", "1.2.3", "m1", tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "findings.json").write_text('{"discs": [], "not_analysable": "the sacrum was not found"}')
+    queue.complete(queue.claim(), out, [])
+    status = study_status(queue.db)
+    assert status["studies"][0]["analysed"] == 1
+    assert "series 1.2.3 not analysable: the sacrum was not found" in format_status(status)

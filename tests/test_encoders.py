@@ -212,6 +212,19 @@ def test_no_disc_found_gives_no_seg_and_an_sr_that_says_so(settings_m):
     assert evaluation.ConceptCodeSequence[0].CodeValue == codes.ABSENT.value
 
 
+def test_not_analysable_gives_an_sr_that_says_why(settings_m):
+    case = make_case(levels=())
+    case.findings.not_analysable = "only 1 lumbar disc found"
+    sr = encode_sr(case.sources, case.findings, settings_m, None)
+    assert read_sr_findings(sr) == []
+    (group,) = _groups(sr)
+    texts = [i.TextValue for i in _items(group, "TEXT")]
+    assert "Not analysable: only 1 lumbar disc found" in texts
+    evaluation = _items(group, "CODE")[-1]
+    assert evaluation.ConceptNameCodeSequence[0].CodeValue == codes.ANALYSABLE.value
+    assert evaluation.ConceptCodeSequence[0].CodeValue == codes.NO.value
+
+
 def test_sr_without_seg_keeps_the_probability_in_a_tid1501_group(settings_m):
     case = make_case()
     sr = encode_sr(case.sources, case.findings, settings_m, None)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ai_service.discs import assign_levels, discs_of
+from ai_service.discs import DiscAssignment, anatomy_problem, assign_levels, discs_of
 from ai_service.labels import LEVELS, disc_label
 
 SPACING = (4.0, 1.0, 1.0)  # (slice, row, col) mm
@@ -190,3 +190,46 @@ def test_a_body_split_across_slices_is_one_vertebra():
     result = assign_levels(classes, SPACING)
     assert result.vertebrae == 6
     assert [d.level for d in result.discs] == list(LEVELS)
+
+
+def _named(levels, rows, *, sacrum=True, vertebrae=6):
+    """Named discs 5 rows tall at the given top rows (canonical (slice, row, col) grid, SPACING)."""
+    label_map = np.zeros((5, 400, 80), np.uint8)
+    for level, row in zip(levels, rows):
+        label_map[:, row : row + 5, 22:58] = disc_label(level)
+    return DiscAssignment(discs_of(label_map), label_map, vertebrae, sacrum, [])
+
+
+def test_five_evenly_spaced_discs_are_analysable():
+    assert anatomy_problem(_named(LEVELS, [20, 55, 90, 125, 160]), SPACING) is None
+    assert anatomy_problem(_named(LEVELS[2:], [90, 125, 160]), SPACING) is None  # a field of view cut at the top
+
+
+def test_too_few_discs_a_level_gap_or_an_irregular_spacing_are_not_analysable():
+    assert "only 2 lumbar discs found" in anatomy_problem(_named(LEVELS[3:], [125, 160]), SPACING)
+    gap = anatomy_problem(_named(("L1-L2", "L2-L3", "L4-L5", "L5-S1"), [20, 55, 125, 160]), SPACING)
+    assert "L3-L4 not found between the others" in gap
+    # a speck counted as a disc between two real ones: 35 mm, then 10 mm and 25 mm
+    irregular = anatomy_problem(_named(LEVELS, [20, 55, 90, 100, 125]), SPACING)
+    assert "disc spacing irregular (35 / 35 / 10 / 25 mm" in irregular
+
+
+def test_no_sacrum_or_fewer_bodies_than_discs_are_not_analysable():
+    rows = [20, 55, 90, 125, 160]
+    assert "sacrum was not found" in anatomy_problem(_named(LEVELS, rows, sacrum=False), SPACING)
+    assert "5 discs but only 3 vertebral bodies" in anatomy_problem(_named(LEVELS, rows, vertebrae=3), SPACING)
+    assert anatomy_problem(_named(LEVELS, rows, vertebrae=4), SPACING) is None  # the top body cut by the view
+
+
+def test_a_disc_many_times_the_size_of_the_others_is_not_analysable():
+    assignment = _named(LEVELS, [20, 55, 90, 125, 160])
+    assignment.label_map[:, 160:178, 10:70] = disc_label("L5-S1")  # a blob 6 x the others, not a disc
+    blob = DiscAssignment(discs_of(assignment.label_map), assignment.label_map, 6, True, [])
+    assert "disc sizes implausible" in anatomy_problem(blob, SPACING)
+    # a disc the field of view cuts (touching the top row) is partial: not compared
+    assignment.label_map[:, 160:178] = 0
+    assignment.label_map[:, 160:165, 22:58] = disc_label("L5-S1")
+    assignment.label_map[:, 20:25] = 0
+    assignment.label_map[:, 0:2, 22:58] = disc_label("L1-L2")
+    cut = DiscAssignment(discs_of(assignment.label_map), assignment.label_map, 6, True, [])
+    assert "sizes" not in (anatomy_problem(cut, SPACING) or "")

@@ -27,6 +27,9 @@ HERNIATION_PROBABILITY = Code("LDH002", PRIVATE_SCHEME, "Probability of lumbar d
 REPORTABLE_DISC = Code("LDH003", PRIVATE_SCHEME, "Lumbar intervertebral disc L1-L2 to L5-S1")
 #: Concept name of the qualitative evaluation in that group (value :data:`ABSENT`).
 DISC_DETECTION = Code("LDH004", PRIVATE_SCHEME, "Intervertebral disc detected")
+#: Concept name of the qualitative evaluation written instead when the models declined the series (value
+#: :data:`NO`); the tracking identifier of that group says why ("Not analysable: <reason>").
+ANALYSABLE = Code("LDH005", PRIVATE_SCHEME, "Series analysable by the AI")
 
 # --- IHE AI Results (AIR) ----------------------------------------------------------------------------------
 IHE_SCHEME = "99IHE"
@@ -37,6 +40,7 @@ PROCESSING_ALGORITHM = Code("Newcode1", IHE_SCHEME, "Processing Algorithm")
 # --- SNOMED CT / DCM / UCUM ---------------------------------------------------------------------------------
 PRESENT = Code("52101004", "SCT", "Present")  # CID 240/241
 ABSENT = Code("272519000", "SCT", "Absent")  # CID 240/241
+NO = Code("373067005", "SCT", "No")  # CID 230 (Yes-No)
 ANATOMICAL_STRUCTURE = Code("91723000", "SCT", "Anatomical Structure")  # CID 7150 (segmented property category)
 LUMBAR_SPINE = Code("122496007", "SCT", "Lumbar spine")  # CID 4031 (anatomic region)
 #: Procedure reported (TID 1500 row 4, DCID 100). CID 100 has no lumbar-spine MR code, and a code from outside

@@ -104,7 +104,18 @@ def _groups(
     entries: Sequence[_Entry],
     series: SourceSeries,
     seg: Dataset | None,
+    not_analysable: str | None = None,
 ) -> list:
+    if not_analysable:
+        return [
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(),
+                                                             identifier=f"Not analysable: {not_analysable}"),
+                finding_type=codes.REPORTABLE_DISC,
+                finding_sites=[hd.sr.FindingSite(codes.LUMBAR_SPINE)],
+                qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.ANALYSABLE, codes.NO)],
+            )
+        ]
     if not entries:
         return [
             hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -192,12 +203,13 @@ def _document(
     seg: Dataset | None,
     description: str,
     series_number: int,
+    not_analysable: str | None = None,
     **sr_kwargs,
 ) -> Dataset:
     report = hd.sr.MeasurementReport(
         observation_context=observation_context,
         procedure_reported=codes.PROCEDURE_REPORTED,
-        imaging_measurements=_groups(entries, series, seg),
+        imaging_measurements=_groups(entries, series, seg, not_analysable),
         title=codes.REPORT_TITLE,
     )
     _fix_code_meanings(report[0])
@@ -252,6 +264,7 @@ def encode_sr(
         seg,
         identity.SR_SERIES_DESCRIPTION,
         identity.SR_SERIES_NUMBER,
+        not_analysable=findings.not_analysable,
         is_complete=True,
         is_final=False,
         is_verified=False,

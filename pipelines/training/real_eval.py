@@ -40,6 +40,7 @@ class ExamScore:
     dice: dict[str, float] = field(default_factory=dict)  # IVD only
     levels_correct: dict[str, bool] = field(default_factory=dict)
     herniation_calls: int = 0
+    wrong_levels: int = 0  # levels reported under a wrong name: the error "not analysable" exists to prevent
     probabilities: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -68,16 +69,18 @@ def score_exam(engine, exam: RealExam, variant: str) -> ExamScore:
     try:
         analysis = engine.analyze(volume)
     except InputError as exc:
-        return ExamScore(exam.name, variant, False, reason=str(exc))
+        return ExamScore(exam.name, variant, False, reason=str(exc),
+                         levels_correct=dict.fromkeys(L.LEVELS, False))
     findings = analysis.findings
     predicted = to_grid_of(exam, volume, analysis.label_map)
-    score = ExamScore(exam.name, variant, True, reason=getattr(findings, "not_analysable", None),
+    score = ExamScore(exam.name, variant, findings.not_analysable is None, reason=findings.not_analysable,
                       herniation_calls=sum(d.herniation for d in findings.discs),
                       probabilities={d.level: d.probability for d in findings.discs})
     if exam.dataset == IVD:
         score.dice, score.levels_correct = _ivd_scores(predicted, exam.labels)
     else:
         score.levels_correct = _vb2_levels(predicted, exam.labels)
+    score.wrong_levels = sum(1 for d in findings.discs if not score.levels_correct[d.level])
     return score
 
 
@@ -126,6 +129,7 @@ def summarise(scores: list[ExamScore]) -> dict:
             "worst_level_dice": min(per_level.values()) if per_level else None,
             "disc_dice_by_level": per_level,
             "levels_correct": float(np.mean(levels)) if levels else 0.0,
+            "wrong_levels_reported": int(sum(s.wrong_levels for s in mine)),
             "herniation_calls": int(sum(s.herniation_calls for s in mine)),
         }
     return out
