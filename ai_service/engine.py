@@ -193,15 +193,8 @@ class InferenceEngine:
         return Analysis(findings, canon.inverse(assignment.label_map), timings)
 
     def _classify(self, volume, canon, norm, named, spacing) -> list[DiscFinding]:
-        crops, owners = [], []
-        for i, disc in enumerate(named):
-            local, (s0, r0, c0) = disc.mask[disc.box], (b.start for b in disc.box)
-            centre, axis = P.disc_pose(local, spacing[1], spacing[2])
-            centre = centre + (r0, c0)
-            for s in P.classified_slices(local) + s0:
-                crops.append(P.disc_crop(norm[s], disc.mask[s], centre, axis, spacing[1], spacing[2]))
-                owners.append((i, int(s)))
-        probs = self._cls(np.stack(crops))[:, 0] if crops else np.zeros(0)
+        crops, owners = disc_crops(norm, named, spacing)
+        probs = self._cls(crops)[:, 0] if len(crops) else np.zeros(0)
 
         voxel_mm3 = float(np.prod(spacing))
         out = []
@@ -231,6 +224,22 @@ class InferenceEngine:
                 )
             )
         return out
+
+
+def disc_crops(norm: np.ndarray, named: list, spacing) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The classifier's inputs for named discs: a crop per classified slice, and (disc index, slice) per crop.
+    Serving and the training of real negatives (``pipelines.training.real_cls``) both cut them here."""
+    crops, owners = [], []
+    for i, disc in enumerate(named):
+        local, (s0, r0, c0) = disc.mask[disc.box], (b.start for b in disc.box)
+        centre, axis = P.disc_pose(local, spacing[1], spacing[2])
+        centre = centre + (r0, c0)
+        for s in P.classified_slices(local) + s0:
+            crops.append(P.disc_crop(norm[s], disc.mask[s], centre, axis, spacing[1], spacing[2]))
+            owners.append((i, int(s)))
+    if not crops:
+        return np.zeros((0, P.CROP_SIZE, P.CROP_SIZE, 2), np.float32), owners
+    return np.stack(crops), owners
 
 
 def _bbox(mask2d: np.ndarray, row0: int = 0, col0: int = 0) -> tuple[int, int, int, int]:

@@ -3,7 +3,8 @@
 Each exam is shown to the product as given (1 mm isotropic), in the files' own array order through an MHA file,
 and as clinical-like thick-slice series (4 mm x 0.43 mm, 3.5 mm x 0.8 mm); every figure is computed on the manual
 mask's 1 mm grid. These are development figures on the exams shared with developers (the project keeps others for
-acceptance); no exam here was used to train the shipped models. Every disc of these healthy volunteers is a
+acceptance); the summary leaves out every exam a served model's card names under ``data.real_exams`` (used in
+training), so it quotes held-out exams only. Every disc of these healthy volunteers is a
 negative: a herniation call is a false positive. Cite the datasets (``pipelines.importers.real_spine.CITATIONS``)
 with any figure. Run: ``python -m bench.real [--root DIR] [--variants given,4mm]``.
 """
@@ -37,6 +38,9 @@ def main() -> None:
     exams = load_exams(args.root)
     if not exams:
         raise SystemExit(f"no real exams under {args.root}")
+    trained_on = {name for ref in (engine.seg_ref, engine.cls_ref)
+                  for name in ref.card.get("data", {}).get("real_exams", [])}
+    held_out = [e for e in exams if e.name not in trained_on]  # figures on exams a model learnt from say nothing
     variants = [v for v in args.variants.split(",") if v]
     scores = []
     for exam in exams:
@@ -48,17 +52,18 @@ def main() -> None:
                   f"herniation calls {score.herniation_calls}"
                   + (f"  Dice {' '.join(f'{v:.2f}' for v in score.dice.values())}" if score.dice else "")
                   + ("" if score.analysable else f"  not analysable: {score.reason}"), flush=True)
-    figures = summarise(scores)
+    figures = summarise([s for s in scores if s.exam not in trained_on])
     path = write_result("real", {
         "models": {"segmentation": engine.seg_ref.version, "classification": engine.cls_ref.version},
         "operating_threshold": engine.threshold, "summary": figures,
-        "exams": [s.to_dict() for s in scores], "citations": CITATIONS, "licence": LICENCE_CAVEAT,
+        "exams": [s.to_dict() | {"used_in_training": s.exam in trained_on} for s in scores],
+        "held_out_exams": [e.name for e in held_out], "citations": CITATIONS, "licence": LICENCE_CAVEAT,
         "targets": {"mean_disc_dice": 0.85, "worst_level_dice": 0.75, "levels_correct": 1.0, "herniation_calls": 0},
     })
     for variant, f in figures.items():
         dice = (f"mean disc Dice {f['mean_disc_dice']:.3f} (worst level {f['worst_level_dice']:.3f}), "
                 if f["mean_disc_dice"] is not None else "")
-        print(f"real exams, {variant}: {dice}levels right {f['levels_correct'] * 100:.1f}% (reported under a wrong "
+        print(f"real exams held out ({f['exams']}), {variant}: {dice}levels right {f['levels_correct'] * 100:.1f}% (reported under a wrong "
               f"name: {f['wrong_levels_reported']}), herniation calls {f['herniation_calls']} on healthy discs, "
               f"not analysable {f['not_analysable']}/{f['exams']}")
     print(f"-> {path}")

@@ -70,6 +70,9 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--workers", type=int, default=2, help="phantom generator processes")
     p.add_argument("--init", default=None,
                    help="warm start from this version (or alias) of the same model in the store")
+    p.add_argument("--real-negatives", type=int, default=0, metavar="REPEAT",
+                   help="cls: add the healthy discs of the shared real exams' training split as negatives, "
+                        "repeated REPEAT times (pipelines.training.real_cls; 0 = phantoms only)")
     p.add_argument("--lr", type=float, default=1e-3, help="seg, refine: initial learning rate")
     p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
                    help="seg: plateau = halve the rate when the validation loss stalls, stop early (default); "
@@ -166,11 +169,23 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                            progress=_progress("training phantoms"), **common)
         val = D.build_cls(seed + VAL_SEED_OFFSET, val_count, seg=seg_ref, augment=False,
                           progress=_progress("validation phantoms"), **val_common)
+        extra: dict = {}
+        if args.real_negatives:
+            data, extra = _with_real_negatives(data, settings, store, seg_ref, args.real_negatives)
+            data_card |= extra.pop("data")
         print(f"classifier samples: {len(data.y)} train crops ({int(data.y.sum())} positive), "
               f"{len(val.y)} validation crops", file=sys.stderr)
+        init = None
+        if args.init:
+            import keras
+
+            init_ref = ModelRegistry(store).resolve(CLS_MODEL, args.init)
+            init = keras.saving.load_model(init_ref.model_file, compile=False)
+            data_card["warm_start"] = f"{CLS_MODEL}:{init_ref.version}"
         with tempfile.TemporaryDirectory(prefix="ldh-tuner-") as work:
             model, hps, threshold, metrics, history = train_cls(data, val, epochs=epochs, batch=batch,
-                                                                trials=args.trials, seed=seed, workdir=Path(work))
+                                                                trials=args.trials, seed=seed, workdir=Path(work),
+                                                                init=init)
         card = {"task": "P(herniation) of one disc on one sagittal slice; disc P = max over its slices",
                 "architecture": {"type": "CNN", "hyperparameters": hps, "search": {"tuner": "keras_tuner.RandomSearch",
                                                                                  "trials": args.trials}},
@@ -178,13 +193,38 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                 "operating_point": "highest threshold keeping validation disc-level sensitivity >= 0.95",
                 "training": {"epochs": epochs, "batch": batch, "crops": int(len(data.y)), "history": history},
                 "data": data_card | {"count": count, "validation_count": val_count},
-                "metrics": {"validation": metrics}}
+                "metrics": {"validation": metrics}, **extra}
         name, prefix = CLS_MODEL, "cls"
     version = args.version or new_version(prefix)
     path = save_model(model, store, name, version, card, production=args.production)
     print(json.dumps(card["metrics"], indent=2))
     print(f"wrote {name}:{version} to {path}{' (production)' if args.production else ''}")
     return 0
+
+
+def _with_real_negatives(data, settings: Settings, store, seg_ref, repeat: int):
+    """Phantom samples + the real training split's healthy discs (cut as ``seg_ref`` serves them), and what the
+    card must say about them: which exams, their citations and licence caveat, and the changed disclaimer."""
+    from ai_service.engine import InferenceEngine
+    from pipelines.importers.real_spine import CITATIONS, LICENCE_CAVEAT, load_exams
+    from pipelines.training.real_cls import CLS_TRAIN_EXAMS, NEGATIVE_VARIANTS, combined, real_negatives
+
+    exams = [e for e in load_exams() if e.name in CLS_TRAIN_EXAMS]
+    if len(exams) != len(CLS_TRAIN_EXAMS):
+        raise SystemExit(f"--real-negatives needs the shared real exams {', '.join(CLS_TRAIN_EXAMS)}")
+    engine = InferenceEngine(settings.model_copy(update={"model_store": store, "seg_model": seg_ref.version}))
+    negatives = real_negatives(engine, exams)
+    print(f"real negatives: {len(negatives.y)} crops of {len(set(negatives.disc))} discs", file=sys.stderr)
+    disclaimer = ("trained on synthetic phantoms and on healthy discs of public real exams (research and internal "
+                  "testing only), not for clinical use")
+    return combined(data, negatives, repeat), {
+        "data": {"real_exams": [e.name for e in exams], "real_variants": list(NEGATIVE_VARIANTS),
+                 "real_negative_crops": int(len(negatives.y)), "real_repeat": repeat},
+        "real_data": {"citations": [CITATIONS[e] for e in sorted({x.dataset for x in exams})],
+                      "licence": LICENCE_CAVEAT,
+                      "caveat": "no real herniated disc was available: real sensitivity is unmeasured, and the "
+                                "model may have learnt real image texture as a sign of health"},
+        "disclaimer": disclaimer, "intended_use": f"Research and product development only; {disclaimer}."}
 
 
 def _train_refine(args: argparse.Namespace, store: Path, seed: int, common: dict, val_common: dict,
