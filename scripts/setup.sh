@@ -8,8 +8,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# the tested versions, every file checked against its hash (requirements.lock, upgraded by scripts/lock.sh); then
+# the project itself, built with the locked setuptools rather than whatever the index serves that day
+.venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 
 if [ "${1:-}" = "--peers" ]; then
   need=()
