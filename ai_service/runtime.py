@@ -120,9 +120,15 @@ def export_onnx(model, folder: Path, shape: tuple[int | None, ...], seed: int = 
     free (the refiner runs on rectangles of any size)."""
     import tensorflow as tf
     import tf2onnx
+    from tf2onnx.optimizer import _get_optimizers
 
+    # tf2onnx 1.17's transpose optimizer rewrites nodes in an order set by Python's per-process string hash; in some
+    # orders (PYTHONHASHSEED 2, 4, 8 for the trained refiner) it folds the last NCHW->NHWC transpose into a Reshape
+    # that adds a leading axis, (B, H, W, 1) -> (1, B, H, W, 1). Without it every process exports the right shapes,
+    # and ONNX Runtime removes the transposes itself when it loads the model.
+    optimizers = {k: v for k, v in _get_optimizers().items() if k != "optimize_transpose"}
     spec = (tf.TensorSpec([None, *shape], tf.float32, name="x"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET, optimizers=optimizers)
     path = Path(folder) / file
     path.write_bytes(proto.SerializeToString())
     probes = probe_batches(shape, seed)
