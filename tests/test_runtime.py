@@ -169,10 +169,10 @@ def test_an_export_that_differs_in_shape_dtype_or_size_is_refused(tmp_path, monk
     refiner, exported, fixed = _wrong(kind)
     convert = tf2onnx.convert.from_keras
 
-    def wrong_export(model, input_signature, opset):
+    def wrong_export(model, input_signature, opset, optimizers):
         if fixed:
             input_signature = (tf.TensorSpec([None, *fixed], tf.float32, name="x"),)
-        return convert(exported, input_signature=input_signature, opset=opset)
+        return convert(exported, input_signature=input_signature, opset=opset, optimizers=optimizers)
 
     monkeypatch.setattr(tf2onnx.convert, "from_keras", wrong_export)
     with pytest.raises(ModelError, match=message):
