@@ -210,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="model name (disc-seg, herniation-cls)")
     sp.add_argument("version", nargs="?", default="production", help="version or alias (default production)")
     ep = msub.add_parser("export-onnx", help="add the verified ONNX export to a version saved without one",
-                         description="Exports the version's weights to model.onnx, checks it against Keras on a probe "
-                         "batch and records its hash in the card; the engine then runs it with ONNX Runtime. The "
+                         description="Exports the version's weights to model.onnx, checks it against Keras on probe "
+                         "batches of two sizes (shapes, dtypes, values) and records its hash in the card; the engine then runs it with ONNX Runtime. The "
                          "weights and every other card field stay as they are.")
     ep.add_argument("name", help="model name (disc-seg, herniation-cls)")
     ep.add_argument("version", help="version or alias")

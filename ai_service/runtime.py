@@ -1,9 +1,9 @@
 """Running a registered model the fastest exact way this machine has: ONNX Runtime, else a compiled XLA graph.
 
 A model version may carry ``model.onnx`` beside ``model.keras``: the same weights exported when the version was
-saved, checked against Keras on a probe batch (the largest difference is in the card). ONNX Runtime ran our
-U-Net in ~0.85x and the small classifier in ~0.3x the time of the XLA-compiled TensorFlow graph on this 2-core
-CPU. A version without an ONNX file, or whose file does not match the hash in its card, runs on TensorFlow.
+saved, checked against Keras on probe batches of two sizes (output shapes, dtypes and values; the largest difference
+is in the card). ONNX Runtime ran our U-Net in ~0.85x and the small classifier in ~0.3x the time of the
+XLA-compiled TensorFlow graph on this 2-core CPU. A version without an ONNX file, or whose file does not match the hash in its card, runs on TensorFlow.
 A segmentation version may also carry a disc refiner (``refiner.keras`` + ``refiner.onnx``, card ``refiner``) that
 runs on input-grid rectangles of any size, loaded the same way.
 Both paths are thread-safe and return NumPy arrays.
@@ -84,25 +84,61 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def probe_batches(shape: tuple[int | None, ...], seed: int = 0) -> list[np.ndarray]:
+    """Inputs an export is checked on: two batch sizes, and two different sizes (one odd) wherever ``shape`` leaves
+    a size free, so an export that fixed a size or added an axis cannot pass by broadcasting."""
+    rng = np.random.default_rng(seed)
+    return [rng.random((batch, *(free[i % 2] if n is None else n for i, n in enumerate(shape))), dtype=np.float32)
+            for batch, free in ((4, (40, 40)), (1, (23, 57)))]
+
+
+def check_export(onnx_run: Runner, keras_run: Runner, probes: list[np.ndarray]) -> float:
+    """The largest difference between an export and its Keras model over ``probes``; ModelError naming the input
+    when the export cannot run an input, or the outputs differ in shape or dtype (checked first: a difference
+    computed with broadcasting cannot see a wrong shape) or by more than MAX_EXPORT_DIFF."""
+    worst = 0.0
+    for x in probes:
+        try:
+            got = np.asarray(onnx_run(x))
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own error types
+            raise ModelError(f"ONNX export fails on input {list(x.shape)}: {exc}; not shipped") from exc
+        want = np.asarray(keras_run(x))
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise ModelError(f"ONNX export gives {got.dtype}{list(got.shape)} where Keras gives "
+                             f"{want.dtype}{list(want.shape)} for input {list(x.shape)}; not shipped")
+        diff = float(np.abs(got - want).max())
+        if diff > MAX_EXPORT_DIFF:
+            raise ModelError(f"ONNX export differs from Keras by {diff:.2e} for input {list(x.shape)}; not shipped")
+        worst = max(worst, diff)
+    return worst
+
+
 def export_onnx(model, folder: Path, shape: tuple[int | None, ...], seed: int = 0, *, file: str = ONNX_FILE
                 ) -> dict[str, Any]:
-    """Write ``folder/file`` for inputs (batch, *shape); return the card entry (hash, probe difference).
-
-    ``None`` in ``shape`` leaves that size free (the refiner runs on rectangles of any size); the probe uses 40.
-    """
+    """Write ``folder/file`` for inputs (batch, *shape), checked on :func:`probe_batches`; return the card entry
+    (hash, probe inputs, largest difference). A failed check leaves no file. ``None`` in ``shape`` leaves that size
+    free (the refiner runs on rectangles of any size)."""
     import tensorflow as tf
     import tf2onnx
+    from tf2onnx.optimizer import _get_optimizers
 
+    # tf2onnx 1.17's transpose optimizer rewrites nodes in an order set by Python's per-process string hash; in some
+    # orders (PYTHONHASHSEED 2, 4, 8 for the trained refiner) it folds the last NCHW->NHWC transpose into a Reshape
+    # that adds a leading axis, (B, H, W, 1) -> (1, B, H, W, 1). Without it every process exports the right shapes,
+    # and ONNX Runtime removes the transposes itself when it loads the model.
+    optimizers = {k: v for k, v in _get_optimizers().items() if k != "optimize_transpose"}
     spec = (tf.TensorSpec([None, *shape], tf.float32, name="x"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET, optimizers=optimizers)
     path = Path(folder) / file
     path.write_bytes(proto.SerializeToString())
-    probe = np.random.default_rng(seed).random((4, *(40 if n is None else n for n in shape)), dtype=np.float32)
-    diff = float(np.abs(_onnx_session(path, threads=1)(probe) - model(probe, training=False).numpy()).max())
-    if diff > MAX_EXPORT_DIFF:
+    probes = probe_batches(shape, seed)
+    try:
+        diff = check_export(_onnx_session(path, threads=1), lambda x: model(x, training=False).numpy(), probes)
+    except BaseException:
         path.unlink()
-        raise ModelError(f"ONNX export differs from Keras by {diff:.2e} on the probe batch; not shipped")
-    return {"file": file, "sha256": _sha256(path), "opset": ONNX_OPSET, "probe_max_abs_diff": diff}
+        raise
+    return {"file": file, "sha256": _sha256(path), "opset": ONNX_OPSET, "probe_max_abs_diff": diff,
+            "probe_inputs": [list(x.shape) for x in probes]}
 
 
 def add_onnx_export(ref: ModelRef) -> dict[str, Any]:

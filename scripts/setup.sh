@@ -8,8 +8,11 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# the tested versions, every file checked against its hash (requirements.lock, upgraded by scripts/lock.sh); then
+# the project itself, nothing more (built in pip's isolated environment: checkov pins packaging 23.2, which the
+# setuptools our pyproject.toml needs cannot build with)
+.venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+.venv/bin/python -m pip install -q --no-deps -e .
 
 if [ "${1:-}" = "--peers" ]; then
   need=()

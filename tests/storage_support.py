@@ -61,7 +61,7 @@ def gcs_emulator():
         from gcp_storage_emulator.handlers import objects
     except ImportError:
         if os.environ.get("CI") == "true":
-            pytest.fail("gcp-storage-emulator is required in CI (pip install -e '.[test]')")
+            pytest.fail("gcp-storage-emulator is required in CI (bash scripts/setup.sh installs it from requirements.lock)")
         pytest.skip("gcp-storage-emulator not installed")
     mp = pytest.MonkeyPatch()
     insert = objects.insert

@@ -137,3 +137,54 @@ def test_ldh_models_derive_serves_the_same_weights_on_another_canvas_with_smooth
     assert "share must be in [0, 1/3)" in capsys.readouterr().err
     assert main(["models", "derive", "src", "served"]) == 2  # versions are immutable
     assert "already exists" in capsys.readouterr().err
+
+
+def _wrong(kind: str):
+    """A real export that is wrong the way a converter can be: an extra leading axis (the broadcast difference is
+    zero), a half-precision output, or the free rectangle size fixed at the first probe's."""
+    import keras
+
+    from ai_service.networks import build_refiner
+
+    refiner = build_refiner()
+    if kind == "extra axis":
+        return refiner, keras.Model(refiner.input, keras.layers.Lambda(lambda t: t[None])(refiner.output)), None
+    if kind == "float16":
+        return refiner, keras.Model(refiner.input, keras.layers.Lambda(lambda t: keras.ops.cast(t, "float16"))(
+            refiner.output)), None
+    return refiner, refiner, [40, 40, refiner.input.shape[-1]]
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("extra axis", r"gives float32\[1, 4, 40, 40, 1\] where Keras gives float32\[4, 40, 40, 1\] for input \[4, 40, 40, "),
+    ("float16", r"gives float16\[4, 40, 40, 1\] where Keras gives float32\[4, 40, 40, 1\]"),
+    ("fixed size", r"fails on input \[1, 23, 57, "),
+])
+def test_an_export_that_differs_in_shape_dtype_or_size_is_refused(tmp_path, monkeypatch, kind, message):
+    import tensorflow as tf
+    import tf2onnx
+
+    from ai_service.runtime import REFINER_SHAPE, export_onnx
+
+    refiner, exported, fixed = _wrong(kind)
+    convert = tf2onnx.convert.from_keras
+
+    def wrong_export(model, input_signature, opset, optimizers):
+        if fixed:
+            input_signature = (tf.TensorSpec([None, *fixed], tf.float32, name="x"),)
+        return convert(exported, input_signature=input_signature, opset=opset, optimizers=optimizers)
+
+    monkeypatch.setattr(tf2onnx.convert, "from_keras", wrong_export)
+    with pytest.raises(ModelError, match=message):
+        export_onnx(refiner, tmp_path, REFINER_SHAPE, file="refiner.onnx")
+    assert not (tmp_path / "refiner.onnx").exists()  # nothing half-verified is left to ship
+
+
+def test_a_free_size_export_is_checked_on_two_rectangles_and_two_batch_sizes(tmp_path):
+    from ai_service.networks import build_refiner
+    from ai_service.runtime import REFINER_SHAPE, export_onnx
+
+    entry = export_onnx(build_refiner(), tmp_path, REFINER_SHAPE, file="refiner.onnx")
+    features = REFINER_SHAPE[-1]
+    assert entry["probe_inputs"] == [[4, 40, 40, features], [1, 23, 57, features]]
+    assert entry["probe_max_abs_diff"] < 1e-4
