@@ -74,7 +74,7 @@ def test_docker_compose_config_is_valid(profile):
 
 def test_compose_file_matches_the_compose_spec_schema():
     tool("docker-compose")
-    validator = jsonschema.Draft7Validator(json.loads(COMPOSE_SPEC.read_text()))  # the schema's own draft
+    validator = jsonschema.Draft201909Validator(json.loads(COMPOSE_SPEC.read_text()))  # the schema's own draft
     validator.validate(yaml.safe_load(COMPOSE.read_text()))
     broken = yaml.safe_load(COMPOSE.read_text())
     broken["services"]["ldh"]["restart"] = ["always"]
