@@ -24,6 +24,7 @@ if [ "${1:-}" = "--peers" ]; then
   [ -f /usr/share/java/pixelmed.jar ] || need+=(libpixelmed-java)
   command -v java >/dev/null || need+=(default-jre-headless)
   [ -x /usr/bin/chromium ] || need+=(chromium)  # web page tests (headless, driven by npm playwright-core)
+  command -v docker-compose >/dev/null || need+=(docker-compose)  # `docker-compose config -q` + compose-spec schema (tests/test_deploy_compose.py)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq

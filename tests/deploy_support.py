@@ -1,0 +1,40 @@
+"""Shared bits of the deployment checks: repository paths, the Settings env names, and finding the offline tools
+(hadolint, checkov, docker-compose), which live in the venv's bin or on PATH."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from ai_service.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+# settings the Cloud Healthcare receiver (dicom_node/) brings: listed in .env.example and the Terraform outputs
+# ahead of it; they are Settings fields once it is merged, and this set can go then
+PENDING = {"LDH_HEALTHCARE_SUBSCRIPTION", "LDH_HEALTHCARE_DICOMWEB_URL"}
+
+
+def setting_env_names() -> set[str]:
+    return {f"LDH_{name.upper()}" for name in Settings.model_fields}
+
+
+def unknown_ldh_names(names) -> set[str]:
+    """LDH_* names that no Settings field (nor a pending receiver setting) reads."""
+    return {n for n in names if n.startswith("LDH_")} - setting_env_names() - PENDING
+
+
+def tool(name: str) -> str:
+    """Path of an offline check tool: the venv's own first, then PATH; missing fails in CI, skips elsewhere."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is required in CI but was not found")
+    pytest.skip(f"{name} not installed")
