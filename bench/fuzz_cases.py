@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import struct
+import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ import pydicom
 from hypothesis import strategies as st
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.uid import generate_uid
 
 from bench.raw_dicom import associate_rq, command, data_pdus
 from dicom_node.parse import LONG_VRS
@@ -51,13 +51,17 @@ class Seed:
         """The data set (no file meta) in its transfer syntax, with fresh study/series/instance UIDs."""
         ds = copy.copy(self.dataset)
         ds.SOPInstanceUID = sop_uid
-        ds.StudyInstanceUID = generate_uid(entropy_srcs=[sop_uid, "study"])
-        ds.SeriesInstanceUID = generate_uid(entropy_srcs=[sop_uid, "series"])
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = fresh_uid(), fresh_uid()
         syntax = pydicom.uid.UID(self.transfer_syntax)
         fp = DicomBytesIO()
         fp.is_little_endian, fp.is_implicit_VR = syntax.is_little_endian, syntax.is_implicit_VR
         write_dataset(fp, ds)
         return fp.getvalue()
+
+
+def fresh_uid() -> str:
+    """A unique UID of fixed length: hypothesis needs every example's data to have the same shape each time."""
+    return f"2.25.{(1 << 127) | uuid.uuid4().int}"  # always 39 digits, no leading zero
 
 
 @functools.cache
@@ -215,13 +219,13 @@ ANY_END = frozenset({"abort", "reject", "closed", "accepted"})
 @st.composite
 def store_case(draw) -> DimseCase:
     seed = draw(st.sampled_from(seeds()))
-    sop = generate_uid()
+    sop = fresh_uid()
     data, ops = draw(mutated_dataset(seed.encode(sop), seed))
     variant = draw(st.sampled_from(["plain"] * 8 + ["other_uid", "other_class"]))
     return DimseCase(f"store:{ops}" + ("" if variant == "plain" else f":{variant}"), seed.name,
                      CT if variant == "other_class" else seed.sop_class, seed.transfer_syntax, sop, data,
                      max_pdu=draw(st.sampled_from([65536, 16384, 4096, 1024, 64, 16])),
-                     command_sop=generate_uid() if variant == "other_uid" else sop,
+                     command_sop=fresh_uid() if variant == "other_uid" else sop,
                      context_sop_class=seed.sop_class)
 
 
@@ -473,7 +477,7 @@ def dicom_files(draw) -> tuple[list[tuple[str, bytes]], str]:
     seed = draw(st.sampled_from(seeds()))
     out, ops = [], []
     for i in range(draw(st.integers(1, 3))):
-        sop = generate_uid()
+        sop = fresh_uid()
         data, op = draw(mutated_dataset(seed.encode(sop), seed))
         meta = pydicom.Dataset()
         meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = seed.sop_class, sop
