@@ -1,0 +1,253 @@
+"""Fuzzing at every door of a real ``ldh serve`` (loopback only), with hypothesis as the engine.
+
+Doors: ``dimse`` (mutated C-STORE data sets seeded from pydicom's real MR files, and PDU-level attacks),
+``upload`` (hostile files and bodies to ``POST /api/studies``), ``feedback`` (hostile JSON to a study's
+feedback). Per door at most ``--count`` examples and ``--minutes`` minutes. Goals: 0 crashes or hangs (the
+process stays up, its API and DICOM port answer), every bad input answered with a clear status (a C-STORE
+status, an A-ABORT / A-ASSOCIATE-RJ, or an HTTP 4xx with a ``detail``), 0 acknowledged instances missing from
+the inbox after the run, RSS bounded (peak within ``RSS_BOUND`` x the RSS after start-up).
+
+Run: ``python -m bench.fuzz [--count 10000] [--minutes 20] [--doors dimse,upload,feedback] [--seed 1]``.
+Writes bench/results/fuzz.json and prints one line per door.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from bench.common import write_result
+from bench.fuzz_cases import (ESCAPE, FEEDBACK_OK, UPLOAD_OK, DimseCase, FeedbackCase, UploadCase, dimse_cases,
+                              feedback_cases, upload_cases)
+from bench.raw_dicom import RawAssociation
+from bench.serve_process import RssSampler, ServeProcess
+
+RSS_BOUND = 2.0
+LIVENESS_EVERY = 25
+DOORS = ("dimse", "upload", "feedback")
+
+
+@dataclass
+class Door:
+    """What one door saw: outcome counts, findings (input + what went wrong), acknowledged SOP UIDs."""
+
+    name: str
+    outcomes: Counter = field(default_factory=Counter)
+    findings: list[dict] = field(default_factory=list)
+    acked: set[str] = field(default_factory=set)
+    examples: int = 0
+    seconds: float = 0.0
+
+    def finding(self, case, problem: str) -> None:
+        self.findings.append({"case": repr(case)[:600], "problem": problem[:600]})
+
+    def summary(self) -> dict:
+        return {"examples": self.examples, "seconds": round(self.seconds, 1), "findings": len(self.findings),
+                "examples_of_findings": self.findings[:20], "outcomes": dict(self.outcomes.most_common(40))}
+
+
+# ---------------------------------------------------------------------------------------------- one example
+def try_dimse(svc: ServeProcess, case: DimseCase, door: Door) -> None:
+    with RawAssociation(svc.port) as assoc:
+        if case.store or case.associate:
+            reply = assoc.associate(case.context_sop_class or "1.2.840.10008.5.1.4.1.1.4",
+                                    case.transfer_syntax or "1.2.840.10008.1.2.1")
+            if reply.kind != "accepted":
+                door.finding(case, f"a valid A-ASSOCIATE-RQ got {reply.kind}")
+                return
+        if case.store:
+            reply = assoc.store(case.sop_class, case.command_sop, case.data, max_pdu=case.max_pdu)
+            if reply.kind != "status" or reply.status is None:
+                door.finding(case, f"C-STORE answered with {reply.kind}, not a status")
+                return
+            door.outcomes[f"status 0x{reply.status:04X}"] += 1
+            if reply.status == 0x0000:
+                door.acked.add(case.command_sop)
+            released = assoc.release()
+            if released.kind != "released":
+                door.finding(case, f"A-RELEASE-RQ after the C-STORE got {released.kind}")
+            return
+        assoc.send(case.raw)
+        assoc.hang_up()
+        reply = assoc.reply()
+        while reply.kind == "accepted":  # a mutated request may still be valid: then the node sees our EOF
+            reply = assoc.reply()
+        door.outcomes[f"{case.name}: {reply.kind}"] += 1
+        if reply.kind not in case.expect:
+            door.finding(case, f"got {reply.kind}, expected one of {sorted(case.expect)}")
+
+
+def _clear(response: httpx.Response, allowed: set[int]) -> str | None:
+    """None when the answer is an allowed status and a 4xx says why; else the problem."""
+    if response.status_code not in allowed:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = None
+        if not detail:
+            return f"HTTP {response.status_code} without a detail: {response.text[:200]}"
+    return None
+
+
+def try_upload(svc: ServeProcess, client: httpx.Client, case: UploadCase, door: Door) -> None:
+    url = f"{svc.url}/api/studies"
+    if case.multipart:
+        response = client.post(url, files=[("files", (n, b, "application/octet-stream")) for n, b in case.files])
+    else:
+        headers = dict(svc.headers)
+        if case.content_type is not None:
+            headers["Content-Type"] = case.content_type
+        params = {"filename": case.filename} if case.filename else {}
+        response = client.post(url, content=case.files[0][1], headers=headers, params=params)
+    door.outcomes[f"{case.name.split(':')[0]} {response.status_code}"] += 1
+    problem = _clear(response, UPLOAD_OK)
+    if problem:
+        door.finding(case, problem)
+
+
+def try_feedback(svc: ServeProcess, client: httpx.Client, study: str, case: FeedbackCase, door: Door) -> None:
+    target = case.study if case.study is not None else study
+    headers = dict(svc.headers)
+    if case.content_type:
+        headers["Content-Type"] = case.content_type
+    response = client.post(f"{svc.url}/api/studies/{target}/feedback", content=case.body, headers=headers)
+    door.outcomes[f"{case.name} {response.status_code}"] += 1
+    problem = _clear(response, FEEDBACK_OK)
+    if problem:
+        door.finding(case, problem)
+
+
+# ---------------------------------------------------------------------------------------------- doors
+def run_door(name: str, strategy, attempt, svc: ServeProcess, count: int, seconds: float, rng_seed: int) -> Door:
+    """Up to ``count`` hypothesis examples (or ``seconds``); liveness checked every LIVENESS_EVERY examples."""
+    door = Door(name)
+    t0 = time.monotonic()
+    end = t0 + seconds
+
+    @seed(rng_seed)
+    @settings(max_examples=count, deadline=None, database=None, phases=[Phase.generate], print_blob=False,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def prop(case) -> None:
+        if time.monotonic() > end or door.findings and door.findings[-1]["problem"].startswith("service down"):
+            return
+        door.examples += 1
+        try:
+            attempt(case, door)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            door.finding(case, f"hang: no answer in time ({type(exc).__name__})")
+        except (httpx.HTTPError, OSError) as exc:
+            door.finding(case, f"connection failed: {type(exc).__name__}: {exc}")
+        if door.examples % LIVENESS_EVERY == 0 and not svc.alive():
+            door.finding(case, "service down after this example")
+
+    prop()
+    if not svc.alive():
+        door.finding("end of door", "service down at the end of the door")
+    door.seconds = time.monotonic() - t0
+    return door
+
+
+def analysed_study(svc: ServeProcess, client: httpx.Client, work: Path) -> str:
+    """Upload one phantom volume and wait for its analysis: the study the feedback door writes to."""
+    from pipelines.phantom import generate_case, write_case
+
+    folder = write_case(generate_case(424_242), work / "phantom", formats=("mha",))
+    data = (Path(folder) / "image.mha").read_bytes()
+    response = client.post(f"{svc.url}/api/studies", params={"wait": 240},
+                           files=[("files", ("image.mha", data, "application/octet-stream"))], timeout=300)
+    if response.status_code != 201:
+        raise RuntimeError(f"phantom upload: HTTP {response.status_code} {response.text[:300]}")
+    return response.json()["study_instance_uid"]
+
+
+def escaped_files(work: Path) -> list[str]:
+    """Files named like the traversal/symlink zip members outside a staging folder (there must be none)."""
+    found = [str(p) for p in Path(tempfile.gettempdir()).glob(f"*{ESCAPE}*")]
+    for dirpath, _, files in os.walk(work):
+        found += [os.path.join(dirpath, f) for f in files if ESCAPE in f and "unzipped" not in dirpath]
+    return found
+
+
+def fuzz(doors: list[str], count: int, seconds: float, rng_seed: int, work: Path) -> dict:
+    svc = ServeProcess(work / "data", LDH_API_MAX_UPLOAD_MB="64", LDH_NODE_QUIET_SECONDS="1").start()
+    sampler = RssSampler(svc.proc.pid)
+    sampler.start()
+    baseline = sampler.mark("baseline")
+    results: dict[str, Door] = {}
+    acked: set[str] = set()
+    try:
+        with httpx.Client(headers=svc.headers, timeout=120) as client:
+            study = analysed_study(svc, client, work) if "feedback" in doors else ""
+            baseline = max(baseline, sampler.mark("after warm-up"))
+            attempts = {"dimse": (dimse_cases(), lambda c, d: try_dimse(svc, c, d)),
+                        "upload": (upload_cases(), lambda c, d: try_upload(svc, client, c, d)),
+                        "feedback": (feedback_cases(), lambda c, d: try_feedback(svc, client, study, c, d))}
+            for name in doors:
+                sampler.mark(name)
+                strategy, attempt = attempts[name]
+                results[name] = run_door(name, strategy, attempt, svc, count, seconds, rng_seed)
+                acked |= results[name].acked
+            history = client.get(f"{svc.url}/api/studies/{study}/feedback").status_code if study else None
+    finally:
+        sampler.mark("end")
+        end_rss = sampler.samples[-1][2]
+        sampler.stop()
+        exit_code = svc.stop()
+    missing = svc.missing_instances(acked)
+    escaped = escaped_files(work)
+    peak = sampler.peak()
+    per_door = {n: d.summary() | {"rss_peak_mb": round(sampler.peak(n), 1)} for n, d in results.items()}
+    findings = sum(d["findings"] for d in per_door.values())
+    return {
+        "count_per_door": count, "max_seconds_per_door": seconds, "seed": rng_seed, "doors": per_door,
+        "acknowledged_instances": len(acked), "acknowledged_missing": len(missing), "missing": missing[:20],
+        "escaped_files": escaped, "feedback_history_status": history, "serve_exit_code": exit_code,
+        "rss_mb": {"baseline": round(baseline, 1), "peak": round(peak, 1), "end": round(end_rss, 1),
+                   "bound": round(baseline * RSS_BOUND, 1)},
+        "goals_met": findings == 0 and not missing and not escaped and peak <= baseline * RSS_BOUND
+        and exit_code == 0 and history in (None, 200),
+        "serve_log_tail": svc.log_tail(3000),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000, help="examples per door")
+    parser.add_argument("--minutes", type=float, default=20.0, help="time limit per door")
+    parser.add_argument("--doors", default=",".join(DOORS))
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    doors = [d for d in args.doors.split(",") if d]
+    unknown = set(doors) - set(DOORS)
+    if unknown:
+        raise SystemExit(f"unknown door(s) {sorted(unknown)}; choose from {DOORS}")
+    work = Path(tempfile.mkdtemp(prefix="fuzz-", dir=os.environ.get("BENCH_TMP")))
+    try:
+        result = fuzz(doors, args.count, args.minutes * 60, args.seed, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    path = write_result("fuzz", result)
+    for name, door in result["doors"].items():
+        print(f"{name}: {door['examples']} examples in {door['seconds']:.0f} s, {door['findings']} findings, "
+              f"RSS peak {door['rss_peak_mb']:.0f} MiB")
+    rss = result["rss_mb"]
+    print(f"fuzz: {'goals met' if result['goals_met'] else 'GOALS NOT MET'}; acknowledged "
+          f"{result['acknowledged_instances']}, missing {result['acknowledged_missing']}; escaped files "
+          f"{len(result['escaped_files'])}; RSS {rss['baseline']:.0f} -> peak {rss['peak']:.0f} MiB "
+          f"(bound {rss['bound']:.0f}); serve exit {result['serve_exit_code']}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
