@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,8 +101,12 @@ def expand_zips(files: list[Path], folder: Path, max_bytes: int, max_files: int)
                     with zf.open(m) as src, open(dest, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
                     out.append(dest)
-        except zipfile.BadZipFile as exc:
-            raise IngestError(f"{path.name} is a corrupt zip file ({exc})", 422) from exc
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            # a broken central directory, member data that does not inflate or ends early, or a compression
+            # method zipfile lacks: all a bad upload, not a server error
+            raise IngestError(f"{path.name} is a corrupt or unsupported zip file ({exc})", 422) from exc
+        except RuntimeError as exc:  # zipfile's "File ... is encrypted, password required"
+            raise IngestError(f"{path.name}: {exc}; upload an unencrypted zip", 422) from exc
         path.unlink()
     return out
 

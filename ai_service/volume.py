@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from ai_service.errors import InputError
 
 MIN_SLICES = 3
+MAX_IMAGE_SIDE = 4096  # pixels per side of a JPG/PNG slice we decode (MR slices are <= 1024)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".mha", ".mhd", ".nii", ".nii.gz", ".nrrd")
 # canonical patient directions of the array axes (slices, rows, columns): the rows go to the feet (-z),
@@ -220,7 +221,11 @@ def load_image_slices(files: list[Path], *, pixel_spacing_mm: float, slice_spaci
     files = sorted(files, key=_slice_number)
     slices = []
     for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        _check_image_size(f)
+        try:
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            img = None
         if img is None:
             raise InputError(f"{f.name} is not a readable JPG/PNG image")
         if img.ndim == 3:
@@ -240,6 +245,24 @@ def load_image_slices(files: list[Path], *, pixel_spacing_mm: float, slice_spaci
     )
     _check_slices(volume, "the image folder")
     return volume
+
+
+def _check_image_size(path: Path) -> None:
+    """Refuse a JPG/PNG whose header claims more pixels than any MR slice before it is decoded: a few hundred
+    bytes can announce a 65535² image (a decompression bomb that would take gigabytes)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except Image.DecompressionBombError:  # PIL's own limit (~179 M pixels) refuses the header outright
+        raise InputError(f"{path.name} claims more pixels than PIL will decode; an MR slice has at most "
+                         f"{MAX_IMAGE_SIDE} per side (corrupt or hostile file?)") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return  # not a header PIL reads: the decoder below decides, and says "not a readable image"
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        raise InputError(f"{path.name} claims {width}x{height} pixels; an MR slice has at most "
+                         f"{MAX_IMAGE_SIDE} per side (corrupt or hostile file?)")
 
 
 def _read_dicom(path: Path) -> Dataset | None:

@@ -55,6 +55,33 @@ def _non_spine_mha() -> bytes:
     return _mha_bytes(blobs.astype(np.int16), (1.5, 1.5, 4.0), (0, 0, -1, 1, 0, 0, 0, -1, 0))
 
 
+def _zip_with_broken_member() -> bytes:
+    """A well-formed zip (deflate) whose member's compressed bytes were overwritten: found by bench.fuzz (was 500)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.dcm", bytes(range(256)) * 64)
+    raw = bytearray(buf.getvalue())
+    start = 30 + len("a.dcm")  # local header + name: the deflate stream begins here
+    raw[start : start + 40] = b"\xff" * 40
+    return bytes(raw)
+
+
+def _huge_png_header(width: int = 65535, height: int = 65536) -> bytes:
+    """A PNG whose IHDR claims 65535 x 65536 pixels with a few bytes of data (found by bench.fuzz: OpenCV's pixel
+    limit raised inside imread, a 500)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
 CASES = {
     "non-image file": (lambda: [("files", ("notes.txt", b"this is a text file, not an image", "text/plain"))],
                        415, "notes.txt is not a DICOM, MHA/NIfTI, PNG or JPG file"),
@@ -70,7 +97,15 @@ CASES = {
     "non-spine series": (lambda: [("files", ("blobs.mha", _non_spine_mha(), "application/octet-stream"))], 422,
                          "no lumbar spine was found"),
     "corrupt zip": (lambda: [("files", ("series.zip", b"PK\x03\x04" + b"\0" * 60, "application/zip"))], 422,
-                    "series.zip is a corrupt zip file"),
+                    "series.zip is a corrupt or unsupported zip file"),
+    "zip whose member does not inflate": (lambda: [("files", ("series.zip", _zip_with_broken_member(), "application/zip"))],
+                                          422, "series.zip is a corrupt or unsupported zip file"),
+    "PNG header claiming 65535x65536 pixels": (lambda: [("files", (f"s_{i:02d}.png", _png((64, 64)) if i else
+                                                                   _huge_png_header(), "image/png")) for i in range(4)],
+                                               422, "s_00.png claims more pixels than"),
+    "PNG header claiming 9000x64 pixels": (lambda: [("files", (f"s_{i:02d}.png", _png((64, 64)) if i else
+                                                              _huge_png_header(9000, 64), "image/png")) for i in range(4)],
+                                           422, "s_00.png claims 9000x64 pixels"),
     "volume mixed with slices": (lambda: [("files", ("a.mha", b"ObjectType = Image\n", "application/octet-stream")),
                                           ("files", ("b.png", _png((8, 8)), "image/png"))], 422,
                                  "mixes a volume file with other files"),
