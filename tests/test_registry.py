@@ -45,7 +45,15 @@ def test_shipped_models_have_production_aliases_and_honest_cards():
     for name in (SEG_MODEL, CLS_MODEL):
         ref = reg.resolve(name, "production")
         assert ref.model_file.stat().st_size < 10 * 1024 * 1024  # small enough to ship in git
-        assert "trained on synthetic phantoms only, not for clinical use" in json.dumps(ref.card)
+        assert "not for clinical use" in ref.card["disclaimer"]
+        real = ref.card["data"].get("real_exams")
+        if real:  # real exams used: the card names them, cites their datasets and states the licence caveat
+            assert "healthy discs of public real exams" in ref.card["disclaimer"]
+            assert ref.card["real_data"]["citations"] and "research and internal testing only" in \
+                ref.card["real_data"]["licence"]
+            assert "real sensitivity is unmeasured" in ref.card["real_data"]["caveat"]
+        else:
+            assert "trained on synthetic phantoms only, not for clinical use" in json.dumps(ref.card)
         # trained by a command, or derived from a trained one (same weights served another way, `ldh models
         # derive`, or given a refiner, `ldh train refine`): the registry leads back to the run that trained them
         commands = lineage(reg, name, ref.card)
