@@ -66,10 +66,6 @@ class RealExam:
         col, row, sl = self.volume.spacing
         return (sl, row, col)
 
-    @property
-    def citation(self) -> str:
-        return CITATIONS[self.dataset]
-
     def label_image(self, labels: np.ndarray | None = None) -> sitk.Image:
         return self.volume.to_sitk((self.labels if labels is None else labels).astype(np.uint8))
 
