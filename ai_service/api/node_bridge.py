@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import time
-import uuid
 from pathlib import Path
 
 import pydicom
@@ -39,25 +37,14 @@ class NodeBridge:
     # ----------------------------------------------------------------------------------------- ingest
     def submit(self, prepared: PreparedSeries) -> str:
         """Store every instance through the inbox (durable before this returns); returns the series' inbox prefix."""
-        node = self.node
-        assoc = f"upload-{uuid.uuid4().hex[:16]}"
-        with node.db.tx() as con:
-            con.execute("INSERT INTO associations (id, calling_ae, peer, pid, started) VALUES (?,?,?,?,?)",
-                        (assoc, UPLOAD_AE, "web upload", os.getpid(), time.time()))
-        segment = node.inbox.open_segment()
-        outcome = "aborted"
-        try:
-            from dicom_node.parse import Header
+        from dicom_node.intake import Intake
 
+        with Intake(self.node.inbox, self.node.db, UPLOAD_AE, "web upload") as batch:
             for path in sorted(prepared.folder.iterdir()):
-                dataset, syntax, header = _split_part10(path, Header)
-                node.inbox.journal(segment, header, dataset, syntax, UPLOAD_AE, assoc)
-            outcome = "released"
-        finally:
-            node.inbox.retire(segment)  # one syncfs: everything stored above is durable
-            with node.db.tx() as con:
-                con.execute("UPDATE associations SET ended = ?, outcome = ? WHERE id = ?", (time.time(), outcome, assoc))
-        folder = node.inbox.root / prepared.study_uid / prepared.series_uid
+                outcome = batch.store(_part10_bytes(path))
+                if not outcome.ok:
+                    raise InputError(f"{path.name}: {outcome.reason}")
+        folder = self.node.inbox.root / prepared.study_uid / prepared.series_uid
         return folder.resolve().relative_to(self.data_dir).as_posix()
 
     # ------------------------------------------------------------------------------------------- jobs
@@ -119,16 +106,11 @@ class NodeBridge:
         return [dest for dest, _, _ in exports]
 
 
-def _split_part10(path: Path, header_cls):
-    """(dataset bytes after the file meta, transfer syntax, Header) of a Part 10 file (a bare dataset is re-wrapped)."""
+def _part10_bytes(path: Path) -> bytes:
+    """The file's bytes as Part 10 (a bare data set, as some uploads are, is wrapped with a file meta group)."""
     raw = path.read_bytes()
-    if raw[128:132] != b"DICM":
-        buf = io.BytesIO()
-        pydicom.dcmread(path, force=True).save_as(buf, enforce_file_format=True)
-        raw = buf.getvalue()
-    ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
-    fmi = ds.file_meta
-    offset = 132 + 12 + int(fmi.FileMetaInformationGroupLength)  # preamble + DICM, (0002,0000) UL, the group
-    header = header_cls(str(fmi.MediaStorageSOPClassUID), str(fmi.MediaStorageSOPInstanceUID),
-                        str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.get("Modality", "")))
-    return raw[offset:], str(fmi.TransferSyntaxUID), header
+    if raw[128:132] == b"DICM":
+        return raw
+    buf = io.BytesIO()
+    pydicom.dcmread(path, force=True).save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
