@@ -73,6 +73,9 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--real-negatives", type=int, default=0, metavar="REPEAT",
                    help="cls: add the healthy discs of the shared real exams' training split as negatives, "
                         "repeated REPEAT times (pipelines.training.real_cls; 0 = phantoms only)")
+    p.add_argument("--real-bodies", type=int, default=0, metavar="REPEAT",
+                   help="seg: add the shared real exams' training split with partial labels (bodies as marked, "
+                        "discs between them, the rest unknown: pipelines.training.real_seg), repeated REPEAT times")
     p.add_argument("--lr", type=float, default=1e-3, help="seg, refine: initial learning rate")
     p.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
                    help="seg: plateau = halve the rate when the validation loss stalls, stop early (default); "
@@ -132,6 +135,10 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         x, y = D.build_seg(seed, count, canvas=args.canvas, progress=_progress("training phantoms"), **common)
         xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, canvas=args.canvas,
                              progress=_progress("validation phantoms"), **val_common)
+        extra: dict = {}
+        if args.real_bodies:
+            x, y, extra = _with_real_bodies(x, y, args.canvas, args.real_bodies)
+            data_card |= extra.pop("data")
         print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
         init = None
         if args.init:
@@ -154,7 +161,7 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
                              "window": min(args.window, args.canvas), "cases": count, "validation_cases": val_count,
                              "slices": int(len(x)), "history": history},
                 "data": data_card | {"count": count, "validation_count": val_count},
-                "metrics": {"validation_canvas": metrics}}
+                "metrics": {"validation_canvas": metrics}, **extra}
         name, prefix = SEG_MODEL, "seg"
     else:
         count, val_count = args.count or 320, args.val_count or 100
@@ -202,29 +209,60 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _real_card(exams, variants, caveat: str) -> dict:
+    """What a model card says of the real exams a version learnt from: which, their citations and licence caveat,
+    what cannot be measured, and the changed disclaimer."""
+    from pipelines.importers.real_spine import CITATIONS, LICENCE_CAVEAT
+
+    disclaimer = ("trained on synthetic phantoms and on public real exams of healthy volunteers (research and "
+                  "internal testing only), not for clinical use")
+    return {"data": {"real_exams": [e.name for e in exams], "real_variants": list(variants)},
+            "real_data": {"citations": [CITATIONS[e] for e in sorted({x.dataset for x in exams})],
+                          "licence": LICENCE_CAVEAT, "caveat": caveat},
+            "disclaimer": disclaimer, "intended_use": f"Research and product development only; {disclaimer}."}
+
+
+def _training_exams() -> list:
+    from pipelines.importers.real_spine import load_exams
+    from pipelines.training.real_cls import CLS_TRAIN_EXAMS
+
+    exams = [e for e in load_exams() if e.name in CLS_TRAIN_EXAMS]
+    if len(exams) != len(CLS_TRAIN_EXAMS):
+        raise SystemExit(f"real-exam training needs the shared real exams {', '.join(CLS_TRAIN_EXAMS)}")
+    return exams
+
+
+def _with_real_bodies(x, y, canvas: int, repeat: int):
+    """Phantom canvas samples + the real training split with partial labels (``real_seg``), repeated."""
+    import numpy as np
+
+    from pipelines.training.real_seg import TRAIN_VARIANTS, real_seg_samples
+
+    exams = _training_exams()
+    rx, ry = real_seg_samples(exams, canvas)
+    print(f"real partial-label samples: {len(rx)} slices of {len(exams)} exams", file=sys.stderr)
+    extra = _real_card(exams, [("given" if s is None else f"{s:g}mm x {p:g}mm") for s, p in TRAIN_VARIANTS],
+                       "real exams mark vertebral bodies only: disc targets there are the space between two marked "
+                       "bodies, and the sacrum, L5-S1 and everything above T11 are left out of the loss; real disc "
+                       "Dice is measured on the IVD exams, which are held out")
+    extra["data"] |= {"real_slices": int(len(rx)), "real_repeat": repeat}
+    return np.concatenate([x] + [rx] * repeat), np.concatenate([y] + [ry] * repeat), extra
+
+
 def _with_real_negatives(data, settings: Settings, store, seg_ref, repeat: int):
     """Phantom samples + the real training split's healthy discs (cut as ``seg_ref`` serves them), and what the
     card must say about them: which exams, their citations and licence caveat, and the changed disclaimer."""
     from ai_service.engine import InferenceEngine
-    from pipelines.importers.real_spine import CITATIONS, LICENCE_CAVEAT, load_exams
-    from pipelines.training.real_cls import CLS_TRAIN_EXAMS, NEGATIVE_VARIANTS, combined, real_negatives
+    from pipelines.training.real_cls import NEGATIVE_VARIANTS, combined, real_negatives
 
-    exams = [e for e in load_exams() if e.name in CLS_TRAIN_EXAMS]
-    if len(exams) != len(CLS_TRAIN_EXAMS):
-        raise SystemExit(f"--real-negatives needs the shared real exams {', '.join(CLS_TRAIN_EXAMS)}")
+    exams = _training_exams()
     engine = InferenceEngine(settings.model_copy(update={"model_store": store, "seg_model": seg_ref.version}))
     negatives = real_negatives(engine, exams)
     print(f"real negatives: {len(negatives.y)} crops of {len(set(negatives.disc))} discs", file=sys.stderr)
-    disclaimer = ("trained on synthetic phantoms and on healthy discs of public real exams (research and internal "
-                  "testing only), not for clinical use")
-    return combined(data, negatives, repeat), {
-        "data": {"real_exams": [e.name for e in exams], "real_variants": list(NEGATIVE_VARIANTS),
-                 "real_negative_crops": int(len(negatives.y)), "real_repeat": repeat},
-        "real_data": {"citations": [CITATIONS[e] for e in sorted({x.dataset for x in exams})],
-                      "licence": LICENCE_CAVEAT,
-                      "caveat": "no real herniated disc was available: real sensitivity is unmeasured, and the "
-                                "model may have learnt real image texture as a sign of health"},
-        "disclaimer": disclaimer, "intended_use": f"Research and product development only; {disclaimer}."}
+    extra = _real_card(exams, NEGATIVE_VARIANTS, "no real herniated disc was available: real sensitivity is "
+                       "unmeasured, and the model may have learnt real image texture as a sign of health")
+    extra["data"] |= {"real_negative_crops": int(len(negatives.y)), "real_repeat": repeat}
+    return combined(data, negatives, repeat), extra
 
 
 def _train_refine(args: argparse.Namespace, store: Path, seed: int, common: dict, val_common: dict,

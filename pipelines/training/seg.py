@@ -13,9 +13,15 @@ DICE_WEIGHTS = (0.0, 2.0, 1.0, 1.0)  # background, disc, vertebra, sacrum: the t
 
 
 def dice_loss(y_true, y_pred):
-    """Weighted soft Dice over the foreground classes: keeps thin discs from drowning in background."""
+    """Weighted soft Dice over the foreground classes: keeps thin discs from drowning in background.
+
+    A pixel whose soft target sums to zero is unknown (partial labels: ``real_seg``): its prediction is left out
+    too, so it counts neither as a hit nor as a false positive. (Cross-entropy leaves it out by itself.)
+    """
     import tensorflow as tf
 
+    known = tf.minimum(tf.reduce_sum(y_true, axis=-1, keepdims=True), 1.0)
+    y_pred = y_pred * known
     axes = (0, 1, 2)
     inter = tf.reduce_sum(y_true * y_pred, axis=axes)
     denom = tf.reduce_sum(y_true + y_pred, axis=axes)
