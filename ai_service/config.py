@@ -105,7 +105,7 @@ class Settings(BaseSettings):
         description="`required`: every /api call needs a key from api_keys/api_keys_file; `off`: local use only.",
     )
     api_keys: str = Field(
-        "", description="Comma-separated credentials TOKEN:LOGIN[:ROLE] (ROLE reviewer|viewer, default reviewer); "
+        "", description="Comma-separated credentials TOKEN:LOGIN[:ROLE] (ROLE reviewer|viewer|sender, default reviewer); "
         "sent as `Authorization: Bearer TOKEN` or `X-API-Key: TOKEN`.",
     )
     api_keys_file: Path | None = Field(
@@ -120,6 +120,7 @@ class Settings(BaseSettings):
     )
     api_max_upload_mb: int = Field(1024, ge=1, description="Largest upload (all files together) in MiB.")
     api_max_upload_files: int = Field(4000, ge=1, description="Most files in one upload (incl. inside a zip).")
+    api_stow_max_mb: int = Field(4096, ge=1, description="Largest STOW-RS request (all instances together) in MiB.")
 
     # ---------------------------------------------------------------- OHIF viewer at /viewer (viewer_plugin/)
     viewer_enabled: bool = Field(True, description="Serve the OHIF viewer with the LDH review mode at /viewer.")

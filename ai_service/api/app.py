@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ai_service import __version__
-from ai_service.api.routers import feedback, health, jobs, models, studies, viewer, web
+from ai_service.api.routers import dicomweb, feedback, health, jobs, models, studies, viewer, web
 from ai_service.api.state import AppState
 from ai_service.config import Settings
 from ai_service.engine import InferenceEngine
@@ -78,7 +78,7 @@ def create_app(settings: Settings, engine: InferenceEngine | None = None, storag
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
         return JSONResponse({"detail": _validation_message(exc), "errors": errors}, status_code=422)
 
-    for module in (studies, jobs, feedback, models, health, web, viewer):
+    for module in (studies, jobs, feedback, models, dicomweb, health, web, viewer):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
     _offline_docs(app)

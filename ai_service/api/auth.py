@@ -1,8 +1,9 @@
 """Credentials: API keys / bearer tokens from the settings, each naming a reviewer and a role.
 
 A request presents its token as ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``. Tokens are kept
-only as SHA-256 digests in memory and compared in constant time. Roles: ``reviewer`` (read, upload, feedback)
-and ``viewer`` (read only). With ``LDH_API_AUTH=off`` (local use only) every request is the local reviewer.
+only as SHA-256 digests in memory and compared in constant time. Roles: ``reviewer`` (read, upload, feedback,
+STOW-RS), ``viewer`` (read only) and ``sender`` (STOW-RS only: a modality or PACS that pushes studies need not
+read results). With ``LDH_API_AUTH=off`` (local use only) every request is the local reviewer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ai_service.config import Settings
 
-ROLES = ("reviewer", "viewer")
+ROLES = ("reviewer", "viewer", "sender")
 
 
 class AuthConfigError(ValueError):
@@ -31,6 +32,7 @@ class Principal:
     credential: str = "local"  # label of the credential that authenticated (never the secret)
 
     def can(self, role: str) -> bool:
+        """A reviewer may do what every role may; the others only their own (read = ``viewer``)."""
         return self.role == "reviewer" or role == self.role
 
 

@@ -28,12 +28,20 @@ def principal(
     return who
 
 
-def reader(who: Principal = Depends(principal)) -> Principal:
+def _needs(who: Principal, state: AppState, role: str, what: str) -> Principal:
+    if not who.can(role):
+        state.metrics.errors.labels("forbidden").inc()
+        raise HTTPException(403, f"credential of {who.login} has role {who.role}; this needs role {what}")
     return who
+
+
+def reader(who: Principal = Depends(principal), state: AppState = Depends(get_state)) -> Principal:
+    return _needs(who, state, "viewer", "viewer or reviewer")
 
 
 def reviewer(who: Principal = Depends(principal), state: AppState = Depends(get_state)) -> Principal:
-    if not who.can("reviewer"):
-        state.metrics.errors.labels("forbidden").inc()
-        raise HTTPException(403, f"credential of {who.login} has role {who.role}; this needs role reviewer")
-    return who
+    return _needs(who, state, "reviewer", "reviewer")
+
+
+def sender(who: Principal = Depends(principal), state: AppState = Depends(get_state)) -> Principal:
+    return _needs(who, state, "sender", "sender or reviewer")
