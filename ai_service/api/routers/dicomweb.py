@@ -1,10 +1,10 @@
 """STOW-RS receiver: ``POST /dicomweb/studies`` and ``POST /dicomweb/studies/{study}`` into the DICOM node's inbox.
 
 PS3.18 §10.5 (Store Transaction): the body is ``multipart/related; type="application/dicom"`` with one Part 10
-instance per part. It is streamed into spooled temporary files (memory up to 16 MiB a part, then disk) under a
-size limit (``LDH_API_STOW_MAX_MB``, 413), then every part is stored through :class:`dicom_node.intake.Intake` as
-one pseudo-association with calling AE ``STOW-RS`` (peer = the client's address): the SCP's checks, the durable
-inbox, and the same assembly, routing, analysis and export as a C-STORE. The response goes out only after the
+instance per part. It is streamed into one anonymous temporary file in the data directory, under a size limit
+(``LDH_API_STOW_MAX_MB``, 413); then every part is stored through :class:`dicom_node.intake.Intake` as one
+pseudo-association with calling AE ``STOW-RS`` (peer = the client's address): the SCP's checks, the durable inbox,
+and the same assembly, routing, analysis and export as a C-STORE. The response goes out only after the
 pseudo-association ended, i.e. after the Part 10 files are written and synced.
 
 The response is the Store Instances Response Module (PS3.18 Annex I) as ``application/dicom+json`` (default) or
@@ -26,6 +26,8 @@ import logging
 import re
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 from xml.etree import ElementTree
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -45,7 +47,6 @@ STOW_AE = "STOW-RS"
 DICOM = "application/dicom"
 JSON_TYPE = "application/dicom+json"
 XML_TYPE = "application/dicom+xml"
-SPOOL_BYTES = 16 * 1024 * 1024
 MAX_WARNINGS = 20
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _ACCEPTED = {JSON_TYPE: JSON_TYPE, "application/json": JSON_TYPE, XML_TYPE: XML_TYPE, "application/xml": XML_TYPE,
@@ -59,14 +60,24 @@ class StowRefused(Exception):
 
 
 @dataclass
-class Part:
-    media_type: str
-    body: tempfile.SpooledTemporaryFile = field(
-        default_factory=lambda: tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES))
+class Spool:
+    """The request's parts, back to back in one anonymous temporary file (nothing to clean up after a crash, and
+    memory stays flat however many parts come)."""
 
-    def read(self) -> bytes:
-        self.body.seek(0)
-        return self.body.read()
+    file: BinaryIO
+    parts: list[tuple[str, int, int]] = field(default_factory=list)  # (media type, start, end)
+
+    def begin(self, media_type: str) -> None:
+        self.parts.append((media_type, self.file.tell(), -1))
+
+    def end(self) -> None:
+        media_type, start, _ = self.parts[-1]
+        self.parts[-1] = (media_type, start, self.file.tell())
+
+    def read(self, index: int) -> bytes:
+        _, start, end = self.parts[index]
+        self.file.seek(start)
+        return self.file.read(end - start)
 
 
 # ------------------------------------------------------------------------------------------------ request
@@ -103,14 +114,14 @@ def boundary_of(content_type: str | None) -> bytes:
     return params[b"boundary"]
 
 
-async def receive_parts(request: Request, boundary: bytes, max_mib: int) -> list[Part]:
-    """Stream the body into one spooled file per part; the caller closes them (also on an exception)."""
+async def receive_parts(request: Request, boundary: bytes, max_mib: int, tmp_dir: Path) -> Spool:
+    """Stream the body into a :class:`Spool`; the caller closes its file (closed here on an exception)."""
     max_bytes = max_mib * 1024 * 1024
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise StowRefused(413, f"the request ({int(length) / 2**20:.1f} MiB) exceeds the limit of {max_mib} MiB "
                                "(LDH_API_STOW_MAX_MB)")
-    parts: list[Part] = []
+    spool = Spool(tempfile.TemporaryFile(dir=tmp_dir))
     header: dict[str, str] = {}
     name, value = bytearray(), bytearray()
     ended = []
@@ -121,16 +132,15 @@ async def receive_parts(request: Request, boundary: bytes, max_mib: int) -> list
         value.clear()
 
     def on_headers_finished():
-        media = parse_options_header(header.pop("content-type", DICOM))[0].decode("latin-1").lower()
-        parts.append(Part(media))
+        spool.begin(parse_options_header(header.pop("content-type", DICOM))[0].decode("latin-1").lower())
         header.clear()
 
     callbacks = {
         "on_header_field": lambda data, start, end: name.extend(data[start:end]),
         "on_header_value": lambda data, start, end: value.extend(data[start:end]),
         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-        "on_part_data": lambda data, start, end: parts[-1].body.write(data[start:end]),
-        "on_end": lambda: ended.append(True),
+        "on_part_data": lambda data, start, end: spool.file.write(data[start:end]),
+        "on_part_end": spool.end, "on_end": lambda: ended.append(True),
     }
     parser = MultipartParser(boundary, callbacks)
     received = 0
@@ -147,28 +157,23 @@ async def receive_parts(request: Request, boundary: bytes, max_mib: int) -> list
             raise StowRefused(400, f"malformed multipart body ({exc})") from None
         if not ended:
             raise StowRefused(400, "the multipart body ended before its closing boundary")
-        if not parts:
+        if not spool.parts:
             raise StowRefused(400, "the request holds no instances")
-        wrong = sorted({p.media_type for p in parts if p.media_type != DICOM})
+        wrong = sorted({media for media, _, _ in spool.parts if media != DICOM})
         if wrong:
             raise StowRefused(415, f"every part must be {DICOM}; got {', '.join(wrong)}")
     except BaseException:
-        close(parts)
+        spool.file.close()
         raise
-    return parts
+    return spool
 
 
-def close(parts: list[Part]) -> None:
-    for part in parts:
-        part.body.close()
-
-
-def store_parts(node, parts: list[Part], study: str | None, peer: str) -> list:
+def store_parts(node, spool: Spool, study: str | None, peer: str) -> list:
     """Every part through one pseudo-association; returns when its files are written and synced."""
     from dicom_node.intake import Intake
 
     with Intake(node.inbox, node.db, STOW_AE, peer) as batch:
-        outcomes = [batch.store(part.read(), study_uid=study) for part in parts]
+        outcomes = [batch.store(spool.read(i), study_uid=study) for i in range(len(spool.parts))]
     log.info("STOW-RS request stored", extra={"assoc": batch.id, "stored": batch.stored,
                                               "duplicates": batch.duplicates, "failed": batch.failed})
     return outcomes
@@ -270,15 +275,15 @@ async def _store(request: Request, study: str | None, state: AppState) -> Respon
     try:
         media_type = response_type(request.headers.get("accept"))
         boundary = boundary_of(request.headers.get("content-type"))
-        parts = await receive_parts(request, boundary, state.settings.api_stow_max_mb)
+        spool = await receive_parts(request, boundary, state.settings.api_stow_max_mb, state.tmp_root)
     except StowRefused as exc:
         state.metrics.errors.labels("stow").inc()
         raise HTTPException(exc.status, exc.message) from None
     try:
         peer = request.client.host if request.client else "unknown"
-        outcomes = await run_in_threadpool(store_parts, state.bridge.node, parts, study, peer)
+        outcomes = await run_in_threadpool(store_parts, state.bridge.node, spool, study, peer)
     finally:
-        close(parts)
+        spool.file.close()
     headers = {"Warning": ", ".join(w)} if (w := warnings(outcomes)) else {}
     return Response(render(response_module(outcomes), media_type), status_code=http_status(outcomes),
                     media_type=media_type, headers=headers)
