@@ -271,8 +271,8 @@ async def store_study_instances(study: str, request: Request, who: Principal = D
 
 async def _store(request: Request, study: str | None, state: AppState) -> Response:
     if state.bridge is None:
-        raise HTTPException(503, "STOW-RS stores into the DICOM node, which does not run in this process: run `ldh serve` "
-                                 "(with its analyzer, i.e. without --receive-only)")
+        raise HTTPException(503, "STOW-RS stores into the DICOM node, which does not run in this process: run "
+                                 "`ldh serve` (with its analyzer, i.e. without --receive-only)")
     try:
         media_type = response_type(request.headers.get("accept"))
         boundary = boundary_of(request.headers.get("content-type"))
