@@ -45,6 +45,7 @@ SKIPS = {("CKV_GCP_62", "google_storage_bucket.access_logs"), ("CKV_LDH_5", "goo
 
 def policy_modules() -> dict:
     """The policy files as modules, by check ID (loading a file registers its check with checkov, harmlessly)."""
+    tool("checkov")
     modules = {}
     for path in sorted(POLICIES.glob("*.py")):
         if path.name == "__init__.py":
@@ -58,7 +59,6 @@ def policy_modules() -> dict:
 
 def checkov(directory: Path) -> dict:
     """checkov's JSON report of one directory with the project policies, offline."""
-    tool("checkov")
     run = subprocess.run(
         [tool("checkov"), "-d", str(directory), "--framework", "terraform", "--external-checks-dir", str(POLICIES),
          "--skip-download", "--download-external-modules", "false", "-o", "json"],
