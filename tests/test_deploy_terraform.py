@@ -298,7 +298,7 @@ def unresolved(config: Config) -> list[str]:
                     problems.append(f"{where}: {address} is not declared")
                     continue
                 target = config.resources[address]
-                if "for_each" not in target and "count" not in target:
+                if "for_each" not in target:
                     if index:
                         problems.append(f"{where}: {address} is a single resource but is indexed {index}")
                     continue
