@@ -15,7 +15,7 @@ resource "google_healthcare_dicom_store" "pacs" {
   notification_config {
     pubsub_topic = google_pubsub_topic.dicom.id
   }
-  depends_on = [google_pubsub_topic_iam_member.healthcare_publishes]
+  depends_on = [google_pubsub_topic_iam_member.publishers]
 }
 
 resource "google_pubsub_topic" "dicom" {
@@ -60,6 +60,7 @@ resource "google_pubsub_subscription" "dicom" {
 
 # kept for an operator to inspect and replay what could not be processed
 resource "google_pubsub_subscription" "dead_letter" {
+  #checkov:skip=CKV_LDH_5:this subscription holds the dead letters themselves; a dead-letter topic of its own would move them again instead of keeping them for an operator
   name                       = "${var.name_prefix}-dicom-dead-letter"
   topic                      = google_pubsub_topic.dead_letter.id
   message_retention_duration = "604800s"
@@ -69,21 +70,14 @@ resource "google_pubsub_subscription" "dead_letter" {
   }
 }
 
-resource "google_pubsub_topic_iam_member" "healthcare_publishes" {
-  topic  = google_pubsub_topic.dicom.id
+# the Healthcare agent announces new instances; Pub/Sub itself publishes what it could not deliver to the
+# dead-letter topic (and acks it on the subscription: google_pubsub_subscription_iam_member.subscribers)
+resource "google_pubsub_topic_iam_member" "publishers" {
+  for_each = {
+    healthcare = { topic = google_pubsub_topic.dicom.id, agent = local.agents.healthcare }
+    pubsub     = { topic = google_pubsub_topic.dead_letter.id, agent = local.agents.pubsub }
+  }
+  topic  = each.value.topic
   role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${local.agents.healthcare}"
-}
-
-# Pub/Sub moves undeliverable messages itself: it publishes to the dead-letter topic and acks on the subscription
-resource "google_pubsub_topic_iam_member" "pubsub_dead_letters" {
-  topic  = google_pubsub_topic.dead_letter.id
-  role   = "roles/pubsub.publisher"
-  member = "serviceAccount:${local.agents.pubsub}"
-}
-
-resource "google_pubsub_subscription_iam_member" "pubsub_forwards" {
-  subscription = google_pubsub_subscription.dicom.id
-  role         = "roles/pubsub.subscriber"
-  member       = "serviceAccount:${local.agents.pubsub}"
+  member = "serviceAccount:${each.value.agent}"
 }

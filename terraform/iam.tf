@@ -38,23 +38,25 @@ resource "google_healthcare_dicom_store_iam_member" "service_edits" {
   member         = google_service_account.service.member
 }
 
-resource "google_pubsub_subscription_iam_member" "service_subscribes" {
+# pulls and acks the DICOM store's notifications: the service (its receiver) and Pub/Sub itself, which acks a
+# message on the subscription when it moves it to the dead-letter topic
+resource "google_pubsub_subscription_iam_member" "subscribers" {
+  for_each     = { service = google_service_account.service.member, pubsub = "serviceAccount:${local.agents.pubsub}" }
   subscription = google_pubsub_subscription.dicom.id
   role         = "roles/pubsub.subscriber"
-  member       = google_service_account.service.member
+  member       = each.value
 }
 
-resource "google_secret_manager_secret_iam_member" "service_reads" {
-  for_each  = { api_keys = google_secret_manager_secret.api_keys.id, deid_key = google_secret_manager_secret.deid_key.id }
-  secret_id = each.value
+# the service reads both secrets; the pipeline only the de-identification key
+resource "google_secret_manager_secret_iam_member" "readers" {
+  for_each = {
+    service-api-keys  = { member = google_service_account.service.member, secret = "LDH_API_KEYS" }
+    service-deid-key  = { member = google_service_account.service.member, secret = "LDH_PIPELINE_DEID_KEY" }
+    pipeline-deid-key = { member = google_service_account.pipeline.member, secret = "LDH_PIPELINE_DEID_KEY" }
+  }
+  secret_id = google_secret_manager_secret.ldh[each.value.secret].id
   role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.service.member
-}
-
-resource "google_secret_manager_secret_iam_member" "pipeline_reads_deid_key" {
-  secret_id = google_secret_manager_secret.deid_key.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.pipeline.member
+  member    = each.value.member
 }
 
 resource "google_artifact_registry_repository_iam_member" "readers" {

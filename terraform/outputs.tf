@@ -20,8 +20,5 @@ output "dead_letter_subscription" {
 
 output "secrets" {
   description = "Secret Manager secrets to fill out of band: LDH_API_KEYS and LDH_PIPELINE_DEID_KEY."
-  value = {
-    LDH_API_KEYS          = google_secret_manager_secret.api_keys.id
-    LDH_PIPELINE_DEID_KEY = google_secret_manager_secret.deid_key.id
-  }
+  value       = { for setting, secret in google_secret_manager_secret.ldh : setting => secret.id }
 }

@@ -45,21 +45,15 @@ resource "google_cloud_run_v2_service" "ldh" {
         name  = "LDH_API_HOST"
         value = "0.0.0.0"
       }
-      env {
-        name = "LDH_API_KEYS"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.api_keys.secret_id
-            version = "latest"
-          }
-        }
-      }
-      env {
-        name = "LDH_PIPELINE_DEID_KEY"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.deid_key.secret_id
-            version = "latest"
+      dynamic "env" {
+        for_each = google_secret_manager_secret.ldh
+        content {
+          name = env.key
+          value_source {
+            secret_key_ref {
+              secret  = env.value.secret_id
+              version = "latest"
+            }
           }
         }
       }
@@ -77,5 +71,5 @@ resource "google_cloud_run_v2_service" "ldh" {
       }
     }
   }
-  depends_on = [google_secret_manager_secret_iam_member.service_reads, google_kms_crypto_key_iam_member.agents]
+  depends_on = [google_secret_manager_secret_iam_member.readers, google_kms_crypto_key_iam_member.agents]
 }

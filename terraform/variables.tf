@@ -18,9 +18,13 @@ variable "region" {
 }
 
 variable "phi_regions" {
-  description = "Regions approved to hold PHI (also enforced by terraform/policies/phi_region.yaml)."
+  description = "Regions approved to hold PHI (the checkov policy terraform/policies/phi_region.py holds the same default list)."
   type        = list(string)
   default     = ["europe-west1", "europe-west3", "europe-west4"]
+  validation {
+    condition     = length(var.phi_regions) > 0 && alltrue([for r in var.phi_regions : can(regex("^[a-z]+-[a-z]+[0-9]+$", r))])
+    error_message = "phi_regions must list at least one single region such as europe-west4 (no multi-regions)."
+  }
 }
 
 variable "name_prefix" {

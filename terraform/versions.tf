@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.9: a variable's validation may name another variable (region checks against phi_regions)
+  required_version = ">= 1.9"
   required_providers {
     google = {
       source  = "hashicorp/google"

