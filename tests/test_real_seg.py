@@ -40,7 +40,8 @@ def test_pseudo_discs_lie_between_the_bodies_they_join_and_the_unmarked_anatomy_
     assert not (labels == L.disc_label("L5-S1")).any() and not (labels == L.SACRUM).any()
     top = _rows(exam.labels, R.VB2_BODIES[0]).min()
     bottom = _rows(exam.labels, R.VB2_BODIES[-1]).max()
-    assert (labels[:, :top] == RS.IGNORE).all() and (labels[:, bottom + 1:] == RS.IGNORE).all()
+    assert (labels[:, :top] == RS.IGNORE).all() and np.isin(labels[:, bottom + 1:], (RS.IGNORE, RS.BELOW)).all()
+    assert (labels == RS.BELOW).any()  # where a teacher may label the sacrum and L5-S1
     # the spine's surroundings between T11 and L5 on the central slices are known background
     middle = labels[labels.shape[0] // 2, top:bottom]
     assert (middle == 0).mean() > 0.5
@@ -66,3 +67,26 @@ def test_samples_give_unknown_pixels_no_target_and_the_loss_ignores_what_is_pred
     changed = pred.copy()
     changed[known[:4]] = np.roll(changed[known[:4]], 1, axis=-1)  # a known pixel's change does count
     assert float(tf.reduce_mean(seg_loss(truth, tf.constant(changed)))) != pytest.approx(a, abs=1e-4)
+
+
+def test_a_teacher_labels_only_below_l5_and_only_what_it_is_sure_of_and_never_a_body(exam):
+    variants = ((4.0, 0.8),)
+    _, plain = RS.real_seg_samples([exam], 128, variants=variants)
+
+    def sure_of(cls, p=0.95):
+        def teach(inputs):
+            probs = np.full(inputs.shape[:3] + (4,), (1 - p) / 3, np.float32)
+            probs[..., cls] = p
+            return probs
+        return teach
+
+    _, sacrum = RS.real_seg_samples([exam], 128, variants=variants, teacher=sure_of(3))
+    changed = (sacrum != plain).any(axis=-1)
+    # only pixels mostly unknown (below L5; a boundary pixel may be partly known) were taught
+    assert changed.any() and (plain.sum(axis=-1)[changed] <= 128).all()
+    assert (sacrum[changed] == (0, 0, 0, 255)).all()
+    rows = np.nonzero(changed)[1]
+    assert rows.min() > np.nonzero(plain[..., 2] > 127)[1].min()  # below the bodies, not above them
+    _, body = RS.real_seg_samples([exam], 128, variants=variants, teacher=sure_of(2))
+    _, unsure = RS.real_seg_samples([exam], 128, variants=variants, teacher=sure_of(3, p=0.6))
+    assert np.array_equal(body, plain) and np.array_equal(unsure, plain)

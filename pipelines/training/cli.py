@@ -135,11 +135,6 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         x, y = D.build_seg(seed, count, canvas=args.canvas, progress=_progress("training phantoms"), **common)
         xv, yv = D.build_seg(seed + VAL_SEED_OFFSET, val_count, canvas=args.canvas,
                              progress=_progress("validation phantoms"), **val_common)
-        extra: dict = {}
-        if args.real_bodies:
-            x, y, extra = _with_real_bodies(x, y, args.canvas, args.real_bodies)
-            data_card |= extra.pop("data")
-        print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
         init = None
         if args.init:
             import keras
@@ -149,6 +144,11 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
             init_ref = ModelRegistry(store).resolve(SEG_MODEL, args.init)
             init = keras.saving.load_model(init_ref.model_file, compile=False)
             data_card["warm_start"] = f"{SEG_MODEL}:{init_ref.version}"
+        extra: dict = {}
+        if args.real_bodies:
+            x, y, extra = _with_real_bodies(x, y, args.canvas, args.real_bodies, init)
+            data_card |= extra.pop("data")
+        print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
         model, history = train_seg(x, y, xv, yv, epochs=epochs, batch=batch, base_filters=args.base_filters,
                                    lr=args.lr, seed=seed, init=init, window=args.window,
                                    schedule=args.schedule, checkpoints=args.checkpoints)
@@ -232,20 +232,26 @@ def _training_exams() -> list:
     return exams
 
 
-def _with_real_bodies(x, y, canvas: int, repeat: int):
-    """Phantom canvas samples + the real training split with partial labels (``real_seg``), repeated."""
+def _with_real_bodies(x, y, canvas: int, repeat: int, teacher=None):
+    """Phantom canvas samples + the real training split with partial labels (``real_seg``), repeated; the warm
+    start's U-Net, if any, is the teacher below L5."""
     import numpy as np
 
     from pipelines.training.real_seg import TRAIN_VARIANTS, real_seg_samples
 
+    if teacher is None:
+        print("warning: --real-bodies without --init: no teacher labels the sacrum on real exams", file=sys.stderr)
     exams = _training_exams()
-    rx, ry = real_seg_samples(exams, canvas)
+    rx, ry = real_seg_samples(exams, canvas, teacher=None if teacher is None else
+                              (lambda inputs: teacher.predict(inputs, batch_size=16, verbose=0)))
     print(f"real partial-label samples: {len(rx)} slices of {len(exams)} exams", file=sys.stderr)
     extra = _real_card(exams, [("given" if s is None else f"{s:g}mm x {p:g}mm") for s, p in TRAIN_VARIANTS],
                        "real exams mark vertebral bodies only: disc targets there are the space between two marked "
                        "bodies, and the sacrum, L5-S1 and everything above T11 are left out of the loss; real disc "
                        "Dice is measured on the IVD exams, which are held out")
-    extra["data"] |= {"real_slices": int(len(rx)), "real_repeat": repeat}
+    extra["data"] |= {"real_slices": int(len(rx)), "real_repeat": repeat,
+                      "real_teacher": "the warm start below L5 (background, L5-S1 disc, sacrum where p >= 0.9)"
+                      if teacher is not None else None}
     return np.concatenate([x] + [rx] * repeat), np.concatenate([y] + [ry] * repeat), extra
 
 

@@ -13,6 +13,11 @@ background. What the masks do say, and what this module turns into targets:
   and sacrum are not marked), a rim of :data:`RIM_MM` around each pseudo-disc's front and back, and all but the
   marked bodies on slices where fewer than :data:`MIN_BODIES_ON_SLICE` bodies show (lateral: pedicles, disc rims).
 
+Below L5 a *teacher* (the phantom-trained U-Net the fine-tune starts from) may fill in what it is sure of
+(:data:`TEACHER_P`): background, the L5-S1 disc and the sacrum, never a body (on real exams it takes S1 for one
+now and then). Without it, real bone below L5 was never "sacrum" in any target, and a fine-tune (seg-r1, no
+teacher) stopped finding the sacrum on real exams at all, so every held-out exam became not analysable.
+
 Unknown voxels get an all-zero soft target (``preprocess.seg_targets`` one-hot of a class value it does not
 know), which the loss (``seg.seg_loss``) leaves out of both its cross-entropy and its Dice terms.
 Only :data:`pipelines.training.real_cls.CLS_TRAIN_EXAMS` are used; the others stay held out for ``bench/real.py``.
@@ -28,6 +33,9 @@ from ai_service.volume import canonical_of
 from pipelines.importers.real_spine import VB2, VB2_BODIES, RealExam, clinical_like
 
 IGNORE = 255  # label value (and class value) of unknown voxels
+BELOW = 254  # label value of the unknown voxels below L5, where a teacher may label (L5-S1 disc, sacrum)
+TEACHER_P = 0.9
+TEACHER_CLASSES = (0, 1, 3)  # background, disc, sacrum: the teacher's body calls below L5 are not trusted
 MAX_DISC_MM = 20.0  # a gap between endplates taller than this in a column is not a disc (a missed body edge)
 RIM_MM = 3.0  # unknown margin around a pseudo-disc's front and back
 MIN_BODIES_ON_SLICE = 5
@@ -60,9 +68,11 @@ def partial_labels(exam: RealExam) -> np.ndarray:
             lowest = np.where(bottom_body.any(axis=0),
                               bottom_body.shape[0] - 1 - np.argmax(bottom_body[::-1], axis=0),
                               np.flatnonzero(bottom_body.any(axis=1))[-1])
-            known &= rows <= lowest[None, :]
+            below = rows > lowest[None, :]
         else:
-            known &= rows <= np.flatnonzero(plane.any(axis=1))[-1]
+            below = np.broadcast_to(rows > np.flatnonzero(plane.any(axis=1))[-1], plane.shape)
+        known &= ~below
+        out[s][below & ~body] = BELOW
         out[s][known] = 0
         for upper, lower, name in zip(VB2_BODIES[:-1], VB2_BODIES[1:], disc_names):
             a, b = plane == upper, plane == lower
@@ -91,14 +101,16 @@ def partial_labels(exam: RealExam) -> np.ndarray:
 def seg_classes(labels: np.ndarray) -> np.ndarray:
     """Training classes with unknown voxels kept unknown (class value :data:`IGNORE`)."""
     classes = P.seg_classes(labels)
-    classes[labels == IGNORE] = IGNORE
+    classes[(labels == IGNORE) | (labels == BELOW)] = IGNORE
     return classes
 
 
-def real_seg_samples(exams: list[RealExam], canvas: int, variants=TRAIN_VARIANTS) -> tuple[np.ndarray, np.ndarray]:
+def real_seg_samples(exams: list[RealExam], canvas: int, variants=TRAIN_VARIANTS, teacher=None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Canvas samples of ``exams`` (each as given and as clinical-like series) in ``data.seg_samples``' format:
     (n, canvas, canvas, 3) uint8 inputs, (n, canvas, canvas, classes) uint8 soft targets, zero where unknown.
-    Slices with no known voxel are left out."""
+    ``teacher``: canvas inputs (float 0…1) → class probabilities; labels below L5 where it is sure (see the
+    module's docstring). Slices with no known pixel are left out."""
     xs, ys = [], []
     for exam in exams:
         labelled = type(exam)(exam.name, exam.dataset, exam.volume, partial_labels(exam), exam.labelled, exam.notes)
@@ -106,9 +118,21 @@ def real_seg_samples(exams: list[RealExam], canvas: int, variants=TRAIN_VARIANTS
             shown = labelled if slice_mm is None else clinical_like(labelled, slice_mm, pixel_mm)
             canon = canonical_of(shown.volume)  # as serving sees the series
             norm = P.normalize_volume(canon.forward(shown.volume.array))
+            labels = canon.forward(shown.labels)
             x, affine = P.seg_inputs(norm, canon.spacing[1], canon.spacing[2], canvas)
-            y = P.seg_targets(seg_classes(canon.forward(shown.labels)), affine, canvas)
+            y = P.seg_targets(seg_classes(labels), affine, canvas)
+            if teacher is not None:
+                below = P.seg_targets((labels == BELOW).astype(np.uint8), affine, canvas)[..., 1] > 127
+                _taught(y, np.asarray(teacher(np.clip(x, 0, 1))), below)
             keep = y.reshape(len(y), -1).any(axis=1)
             xs.append((np.clip(x[keep], 0, 1) * 255).round().astype(np.uint8))
             ys.append(y[keep])
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def _taught(y: np.ndarray, probs: np.ndarray, below: np.ndarray) -> None:
+    """Set the targets of pixels below L5 that the teacher is sure of to its class (in place)."""
+    best = probs.argmax(axis=-1)
+    sure = below & (probs.max(axis=-1) >= TEACHER_P) & np.isin(best, TEACHER_CLASSES)
+    y[sure] = 0
+    y[sure, best[sure]] = 255
