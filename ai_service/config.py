@@ -96,6 +96,20 @@ class Settings(BaseSettings):
     def node_allowed_host_list(self) -> list[str]:
         return [a.strip() for a in self.node_allowed_hosts.split(",") if a.strip()]
 
+    # ---------------------------------------------------------------- Cloud Healthcare receiver (dicom_node/healthcare*.py)
+    healthcare_subscription: str | None = Field(
+        None, pattern=r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/subscriptions/[A-Za-z][A-Za-z0-9._~%+-]{2,254}$",
+        description="Pub/Sub subscription (projects/P/subscriptions/S) the DICOM store's notifications arrive on; "
+        "set: `ldh serve` receives from the store.")
+    healthcare_dicomweb_url: str | None = Field(
+        None, description="DICOMweb root of the Cloud Healthcare DICOM store (https://healthcare.googleapis.com/v1/"
+        ".../dicomWeb): instances are retrieved and results stored there. Default: derived from the store named in "
+        "each notification.")
+    healthcare_fetch_attempts: int = Field(
+        5, ge=1, description="WADO-RS attempts per instance (5xx, 429, timeouts) before it is dead-lettered.")
+    healthcare_fetch_backoff_s: float = Field(
+        2.0, gt=0.0, description="First WADO-RS retry delay; doubles each attempt (jittered).")
+
     # ---------------------------------------------------------------- API (ai_service/api/, web page, `ldh serve`)
     api_enabled: bool = Field(True, description="Serve the REST API + web page from `ldh serve`.")
     api_host: str = Field("127.0.0.1", description="Address the REST API / web page listens on.")

@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (destination, sop_uid)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_at);
+CREATE INDEX IF NOT EXISTS outbox_sop ON outbox(sop_uid);  -- is an announced instance our own result?
+-- instances a receiver could not fetch (Cloud Healthcare): source = the notification's resource name
+CREATE TABLE IF NOT EXISTS receive_dead (
+    door TEXT NOT NULL, source TEXT NOT NULL, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL,
+    sop_uid TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL, updated REAL NOT NULL,
+    PRIMARY KEY (door, source)
+);
 CREATE TABLE IF NOT EXISTS destinations (
     name TEXT PRIMARY KEY, state TEXT NOT NULL, message TEXT, updated REAL NOT NULL
 );

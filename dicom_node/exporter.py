@@ -132,16 +132,69 @@ def send_stow(dest: StowDestination, paths: list[Path]) -> dict[Path, tuple[str,
     import requests
     from dicomweb_client.api import DICOMwebClient
 
-    client = DICOMwebClient(url=dest.url)
+    from dicom_node.healthcare_dicomweb import dicomweb_session  # Google OAuth for a Cloud Healthcare store
+
+    client = DICOMwebClient(url=dest.url, session=dicomweb_session(dest.url))
+    datasets = {p: pydicom.dcmread(p) for p in paths}
     try:
-        client.store_instances([pydicom.dcmread(p) for p in paths])
+        client.store_instances(list(datasets.values()))
     except requests.HTTPError as exc:
         code = exc.response.status_code if exc.response is not None else 0
+        if code == 409:
+            return stow_conflict(exc.response, {p: str(ds.SOPInstanceUID) for p, ds in datasets.items()})
         verdict = RETRY if code in (0, 408, 429) or code >= 500 else DEAD
         return {p: (verdict, f"HTTP {code}") for p in paths}
     except (requests.ConnectionError, requests.Timeout, OSError) as exc:
         return {p: (RETRY, f"{type(exc).__name__}") for p in paths}
     return {p: (SENT, "stored") for p in paths}
+
+
+DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4.2: the failure reason of an instance the store already holds
+
+
+def stow_conflict(response, sops: dict[Path, str]) -> dict[Path, tuple[str, str]]:
+    """HTTP 409: an instance the store already holds (a re-send after a crash, a redelivery) counts as sent;
+    other failures the body lists are refusals; an instance it does not account for is tried again."""
+    failed = _failed_sops(response)
+    if failed is None:  # no Store Instances Response Module: only the error text can say why
+        verdict = (SENT, "already stored (HTTP 409)") if "already exists" in response.text.lower() else \
+            (DEAD, f"HTTP 409: {response.text[:200]}")
+        return {p: verdict for p in sops}
+    out = {}
+    for path, sop in sops.items():
+        reason = failed.get(sop)
+        if reason == DUPLICATE_SOP_INSTANCE:
+            out[path] = (SENT, "already stored (HTTP 409, 0x0111)")
+        elif reason is not None:
+            out[path] = (DEAD, f"HTTP 409, failure reason 0x{reason:04X}")
+        else:
+            out[path] = (RETRY, "HTTP 409 without a status for this instance")
+    return out
+
+
+def _failed_sops(response) -> dict[str, int] | None:
+    """{SOP Instance UID: Failure Reason} of the FailedSOPSequence in a DICOM JSON or XML STOW response body."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    try:
+        if kind.endswith("json"):
+            body = json.loads(response.content)
+            items = (body.get("00081198") or {}).get("Value") if isinstance(body, dict) else None
+            if items is None:
+                return None
+            return {i["00081155"]["Value"][0]: int(i.get("00081197", {}).get("Value", [0])[0]) for i in items}
+        if kind.endswith("xml"):
+            root = ET.fromstring(response.content)
+            seq = root.find("DicomAttribute[@tag='00081198']")
+            if seq is None:
+                return None
+            return {item.findtext("DicomAttribute[@tag='00081155']/Value", ""):
+                    int(item.findtext("DicomAttribute[@tag='00081197']/Value", "0")) for item in seq.findall("Item")}
+    except (ValueError, KeyError, IndexError, TypeError, ET.ParseError):
+        return None
+    return None
 
 
 class Exporter:

@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 from dicom_node.assembly import Assembler, CompleteSeries
 from dicom_node.db import Database
-from dicom_node.exporter import Exporter, parse_destinations, quiet_pynetdicom
+from dicom_node.exporter import Exporter, StowDestination, parse_destinations, quiet_pynetdicom
 from dicom_node.inbox import Inbox
 from dicom_node.jobs import JobQueue
 from dicom_node.receiver import ReceiverPool, start_scp
@@ -37,6 +37,15 @@ def db_path(data_dir: Path) -> Path:
     return Path(data_dir) / "node.db"
 
 
+def export_destinations(settings) -> list:
+    """The configured destinations; with the Cloud Healthcare receiver, results also go back to its store."""
+    out = parse_destinations(settings.node_export_dimse, settings.node_export_stow_url)
+    url = settings.healthcare_dicomweb_url
+    if settings.healthcare_subscription and url and all(d.name != StowDestination(url.rstrip("/")).name for d in out):
+        out.append(StowDestination(url.rstrip("/")))
+    return out
+
+
 class Node:
     def __init__(self, settings, analyzer: Analyzer | Callable | None, *, poll_s: float = 0.05):
         self.settings = settings
@@ -49,10 +58,15 @@ class Node:
         self.router = Router.from_file(settings.node_routing_file)
         self.jobs = JobQueue(self.db)
         self.exporter = Exporter(
-            self.db, parse_destinations(settings.node_export_dimse, settings.node_export_stow_url),
+            self.db, export_destinations(settings),
             settings.node_ae_title, max_attempts=settings.node_export_max_attempts,
             backoff_s=settings.node_export_backoff_s, backoff_max_s=settings.node_export_backoff_max_s)
         self.scp = StoreSCP(self.inbox, self.db, settings.node_allowed_host_list, settings.node_allowed_aet_list)
+        self.healthcare = None
+        if settings.healthcare_subscription:
+            from dicom_node.healthcare import HealthcareReceiver
+
+            self.healthcare = HealthcareReceiver(settings, self.inbox, self.db, self.exporter)
         self._stop = threading.Event()
         self._work_wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -72,6 +86,8 @@ class Node:
         self.recover()
         if receive:
             self._start_receiver()
+            if self.healthcare is not None:
+                self.healthcare.start()
         for name, target in (("assembler", self._assemble_loop), ("worker", self._work_loop),
                              ("exporter", self._export_loop)):
             if name == "worker" and self.analyzer is None:
@@ -95,6 +111,8 @@ class Node:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.healthcare is not None:
+            self.healthcare.stop()
         self.exporter.wake.set()
         self._work_wake.set()
         if self._server is not None:

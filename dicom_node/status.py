@@ -46,8 +46,18 @@ def study_status(db: Database) -> dict:
             st["notes"].append(f"export dead-lettered: {r['e']}")
         else:
             st["notes"].append(f"{r['n']} export(s) pending")
+    unparsed = []
+    for r in db.query("SELECT door, source, study_uid, count(*) n, group_concat(DISTINCT error) e FROM receive_dead"
+                      " GROUP BY door, CASE WHEN study_uid = '' THEN source ELSE study_uid END"):
+        if not r["study_uid"]:
+            unparsed.append(f"{r['door']}: notification dead-lettered: {r['e']}")
+            continue
+        st = studies[r["study_uid"]]
+        st["failed"] += r["n"]
+        st["notes"].append(f"{r['n']} instance(s) not received from {r['door']}, dead-lettered: {r['e']}")
     destinations = [dict(r) for r in db.query("SELECT name, state, message, updated FROM destinations")]
-    return {"studies": [{"study": k, **v} for k, v in sorted(studies.items())], "destinations": destinations}
+    return {"studies": [{"study": k, **v} for k, v in sorted(studies.items())], "destinations": destinations,
+            "receive_dead": unparsed}
 
 
 def _not_analysable(out_dir: str | None) -> str | None:
@@ -66,6 +76,7 @@ def format_status(status: dict) -> str:
         lines += [f"  {s['study']}: {note}" for note in s["notes"]]
     for d in status["destinations"]:
         lines.append(f"destination {d['name']}: {d['state']}" + (f" ({d['message']})" if d["message"] else ""))
+    lines += status.get("receive_dead", [])
     if not status["studies"]:
         lines.append("(nothing received yet)")
     return "\n".join(lines)
@@ -76,5 +87,5 @@ def load(data_dir: Path) -> dict:
 
     path = db_path(data_dir)
     if not path.exists():
-        return {"studies": [], "destinations": []}
+        return {"studies": [], "destinations": [], "receive_dead": []}
     return study_status(Database(path))

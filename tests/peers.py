@@ -154,3 +154,19 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
+
+def pubsub_emulator_fixture(tmp_path):
+    """Generator for pytest fixtures: yields a started Pub/Sub emulator (``bench.pubsub``) and stops it."""
+    from bench.pubsub import EMULATOR, PubSubEmulator
+
+    require(str(EMULATOR))
+    require("java")
+    emulator = PubSubEmulator(tmp_path / "pubsub")
+    try:
+        emulator.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
