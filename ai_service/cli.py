@@ -115,6 +115,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     print(f"ldh serve: {settings.node_ae_title} listening on {settings.node_host}:{node.port}, "
           f"data in {settings.data_dir}" + (" (receive only)" if analyzer is None else
                                             f", model {analyzer.model_version}"), flush=True)
+    if node.healthcare is not None:
+        print(f"ldh serve: receiving from Cloud Healthcare through {settings.healthcare_subscription}", flush=True)
     api = _start_api(args, settings, analyzer, node)
     try:
         node.serve_forever()

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ai_service.storage import Location
@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         5, ge=1, description="WADO-RS attempts per instance (5xx, 429, timeouts) before it is dead-lettered.")
     healthcare_fetch_backoff_s: float = Field(
         2.0, gt=0.0, description="First WADO-RS retry delay; doubles each attempt (jittered).")
+
+    @field_validator("healthcare_subscription", "healthcare_dicomweb_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """``LDH_HEALTHCARE_SUBSCRIPTION=`` (an env file line left empty) means: no Cloud Healthcare receiver."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     # ---------------------------------------------------------------- API (ai_service/api/, web page, `ldh serve`)
     api_enabled: bool = Field(True, description="Serve the REST API + web page from `ldh serve`.")

@@ -49,13 +49,15 @@ class StandIn:
 
 
 class OrthancPeer:
-    def __init__(self, work: Path, node_port: int):
+    def __init__(self, work: Path, node_port: int, dicomweb: bool = False):
         self.dicom_port, self.http_port = free_port(), free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
         config = {"Name": "bench", "StorageDirectory": str(work / "orthanc"), "IndexDirectory": str(work / "orthanc"),
                   "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": "ORTHANC",
                   "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-                  "DicomModalities": {"ldh": ["LDHASSIST", "127.0.0.1", node_port]}, "Plugins": []}
+                  "DicomModalities": {"ldh": ["LDHASSIST", "127.0.0.1", node_port]},
+                  "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"] if dicomweb else [],
+                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
         (work / "orthanc.json").write_text(json.dumps(config))
         self.proc = subprocess.Popen(["Orthanc", str(work / "orthanc.json")], env=ENV, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)

@@ -30,9 +30,12 @@ class CompleteSeries:
 
 
 class Assembler:
-    def __init__(self, db: Database, quiet_seconds: float):
+    def __init__(self, db: Database, quiet_seconds: float, debounced_doors: frozenset[str] = frozenset()):
         self.db = db
         self.quiet = quiet_seconds
+        # doors (calling AEs) that hand over a study only after it was quiet already (the Cloud Healthcare
+        # receiver's per-study debounce): waiting once more after their batch would double the quiet period
+        self.debounced = tuple(debounced_doors)
 
     def close_dead_associations(self, live_pids: set[int] | None = None) -> int:
         """At start-up: associations of receivers that no longer run will never end by themselves."""
@@ -49,15 +52,17 @@ class Assembler:
     def due(self, now: float | None = None) -> list[CompleteSeries]:
         """Series ready now; marks their instances assembled (each series is handed out once per arrival)."""
         now = time.time() if now is None else now
+        doors = ",".join("?" * len(self.debounced)) or "NULL"
         rows = self.db.query(
             "SELECT i.series_uid, i.study_uid, max(i.received) AS last,"
-            " sum(CASE WHEN a.ended IS NULL THEN 1 ELSE 0 END) AS open"
+            " sum(CASE WHEN a.ended IS NULL THEN 1 ELSE 0 END) AS open,"
+            f" min(CASE WHEN a.calling_ae IN ({doors}) THEN 1 ELSE 0 END) AS debounced"
             " FROM instances i LEFT JOIN associations a ON a.id = i.assoc_id"
-            " WHERE i.assembled = 0 GROUP BY i.series_uid, i.study_uid"
+            " WHERE i.assembled = 0 GROUP BY i.series_uid, i.study_uid", self.debounced
         )
         out = []
         for row in rows:
-            if row["open"] or now - row["last"] < self.quiet:
+            if row["open"] or (not row["debounced"] and now - row["last"] < self.quiet):
                 continue
             with self.db.tx() as con:
                 con.execute("UPDATE instances SET assembled = 1 WHERE series_uid = ? AND assembled = 0",

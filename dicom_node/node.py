@@ -54,7 +54,12 @@ class Node:
         self.data_dir = Path(settings.data_dir)
         self.db = Database(db_path(self.data_dir))
         self.inbox = Inbox(self.data_dir, self.db, settings.node_min_free_mb)
-        self.assembler = Assembler(self.db, settings.node_quiet_seconds)
+        debounced: frozenset[str] = frozenset()
+        if settings.healthcare_subscription:
+            from dicom_node.healthcare import DOOR
+
+            debounced = frozenset({DOOR})  # its batches come after a quiet period already
+        self.assembler = Assembler(self.db, settings.node_quiet_seconds, debounced)
         self.router = Router.from_file(settings.node_routing_file)
         self.jobs = JobQueue(self.db)
         self.exporter = Exporter(

@@ -14,9 +14,6 @@ import pytest
 from ai_service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-# settings the Cloud Healthcare receiver (dicom_node/) brings: listed in .env.example and the Terraform outputs
-# ahead of it; they are Settings fields once it is merged, and this set can go then
-PENDING = {"LDH_HEALTHCARE_SUBSCRIPTION", "LDH_HEALTHCARE_DICOMWEB_URL"}
 
 
 def setting_env_names() -> set[str]:
@@ -24,8 +21,8 @@ def setting_env_names() -> set[str]:
 
 
 def unknown_ldh_names(names) -> set[str]:
-    """LDH_* names that no Settings field (nor a pending receiver setting) reads."""
-    return {n for n in names if n.startswith("LDH_")} - setting_env_names() - PENDING
+    """LDH_* names that no Settings field reads."""
+    return {n for n in names if n.startswith("LDH_")} - setting_env_names()
 
 
 def tool(name: str) -> str:

@@ -15,7 +15,7 @@ import yaml
 
 from ai_service.cli import build_parser
 from ai_service.config import Settings
-from tests.deploy_support import PENDING, ROOT, setting_env_names, tool, unknown_ldh_names
+from tests.deploy_support import ROOT, setting_env_names, tool, unknown_ldh_names
 
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "pipelines" / "Dockerfile"]
@@ -43,7 +43,6 @@ def test_env_example_lists_every_setting_and_nothing_else():
     assert len(listed) == len(set(listed)), "a setting is listed twice"
     assert setting_env_names() - set(listed) == set(), "Settings fields missing from .env.example"
     assert unknown_ldh_names(listed) == set(), "names no Settings field reads"
-    assert PENDING <= set(listed)
 
 
 def test_compose_commands_and_env_are_ones_the_code_knows():
@@ -56,8 +55,7 @@ def test_compose_commands_and_env_are_ones_the_code_knows():
         env = service.get("environment", {})
         assert unknown_ldh_names(env) == set(), name
         # the values must also pass the settings' own validation
-        Settings(_env_file=None, **{k[4:].lower(): v for k, v in env.items() if k.startswith("LDH_") and
-                                    k not in PENDING})
+        Settings(_env_file=None, **{k[4:].lower(): v for k, v in env.items() if k.startswith("LDH_")})
 
 
 def test_compose_env_file_values_are_known_settings():
