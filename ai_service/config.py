@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     def node_allowed_host_list(self) -> list[str]:
         return [a.strip() for a in self.node_allowed_hosts.split(",") if a.strip()]
 
-    # ---------------------------------------------------------------- Cloud Healthcare receiver (dicom_node/healthcare*.py)
+    # ---------------------------------------------------------------- Cloud Healthcare (dicom_node/healthcare*.py)
     healthcare_subscription: str | None = Field(
         None, pattern=r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/subscriptions/[A-Za-z][A-Za-z0-9._~%+-]{2,254}$",
         description="Pub/Sub subscription (projects/P/subscriptions/S) the DICOM store's notifications arrive on; "

@@ -130,7 +130,8 @@ def main() -> None:
                    "healthcare_minus_cstore_s": round(median["healthcare"] - median["cstore"], 3),
                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
         path = write_result("healthcare", payload)
-        print(f"healthcare ({kind}): last notification published -> SEG + SR stored, median {median['healthcare']:.2f} s "
+        print(f"healthcare ({kind}): last notification published -> SEG + SR stored, median "
+              f"{median['healthcare']:.2f} s "
               f"= quiet {args.quiet:.1f} s + {median['healthcare'] - args.quiet:.2f} s (goal <= quiet + 2 s: "
               f"{'met' if payload['meets_goal'] else 'NOT met'}); C-STORE in the same run {median['cstore']:.2f} s; "
               f"wrote {path}")

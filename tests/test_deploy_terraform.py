@@ -21,7 +21,7 @@ import pytest
 from ai_service.api.routers import health
 from ai_service.cli import build_parser
 from ai_service.config import Settings
-from tests.deploy_support import PENDING, ROOT, python_tool, setting_env_names, tool, unknown_ldh_names
+from tests.deploy_support import ROOT, python_tool, setting_env_names, tool, unknown_ldh_names
 
 TERRAFORM = ROOT / "terraform"
 POLICIES = TERRAFORM / "policies"
@@ -393,7 +393,7 @@ def test_outputs_feed_known_settings_the_readme_names():
     # Vertex runs need every vertex setting and gs:// stores (README, Configuration)
     vertex = {n for n in setting_env_names() if n.startswith("LDH_VERTEX_")}
     assert vertex | {"LDH_DATA_DIR", "LDH_MODEL_STORE", "LDH_PIPELINE_IMAGE"} <= fed["ldh_env"]
-    assert PENDING <= fed["ldh_env"], "the Cloud Healthcare receiver's settings"
+    assert {"LDH_HEALTHCARE_SUBSCRIPTION", "LDH_HEALTHCARE_DICOMWEB_URL"} <= fed["ldh_env"], "Cloud Healthcare"
 
 
 def test_cloud_run_runs_ldh_serve_with_known_settings_on_its_port():

@@ -4,7 +4,6 @@ of it slows or fails requests where a test needs that). With CI=true a missing e
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -84,10 +83,8 @@ def all_sent(db) -> int:
 
 
 def counts(db) -> dict:
-    one = lambda sql: db.query(sql)[0][0]  # noqa: E731
-    return {"instances": one("SELECT count(*) FROM instances"), "associations": one("SELECT count(*) FROM associations"),
-            "series": one("SELECT count(*) FROM series"), "jobs": one("SELECT count(*) FROM jobs"),
-            "outbox": one("SELECT count(*) FROM outbox")}
+    return {table: db.query(f"SELECT count(*) FROM {table}")[0][0]
+            for table in ("instances", "associations", "series", "jobs", "outbox")}
 
 
 # ---------------------------------------------------------------------------------------------- the whole path
