@@ -93,7 +93,7 @@ class HealthcareReceiver:
             if self._future is not None and self._future.done():
                 log.error("Cloud Healthcare subscription stream ended; resubscribing",
                           extra={"subscription": self.subscription, "error": str(self._future.exception())[:300]})
-                self._stop.wait(1.0)
+                self._stop.wait(5.0)
                 self._subscribe()
             for batch in self.debouncer.due():
                 try:
@@ -193,7 +193,8 @@ class HealthcareReceiver:
         """Results go back to the store the study came from (when no fixed DICOMweb URL is configured)."""
         if self.exporter is not None:
             dest = StowDestination(url.rstrip("/"))
-            self.exporter.destinations.setdefault(dest.name, dest)
+            if dest.name not in self.exporter.destinations:  # a new dict: the worker may be iterating the old one
+                self.exporter.destinations = {**self.exporter.destinations, dest.name: dest}
 
     @staticmethod
     def _name(notice: Notice) -> str:

@@ -190,3 +190,22 @@ def test_the_exporter_marks_an_already_stored_result_sent_not_dead_lettered(endp
     (row,) = db.query("SELECT state, error, attempts FROM outbox")
     assert (row["state"], row["error"], row["attempts"]) == ("sent", None, 1)
     assert db.query("SELECT state FROM destinations")[0][0] == "ok"
+
+
+def test_without_a_fixed_url_results_go_back_to_the_store_they_came_from_also_after_a_restart(tmp_path):
+    from dicom_node.healthcare import HealthcareReceiver
+    from dicom_node.inbox import Inbox
+
+    url = store_dicomweb_url(STORE)
+    settings = Settings(_env_file=None, data_dir=tmp_path,
+                        healthcare_subscription="projects/ldh-prod-1/subscriptions/ldh-dicom")
+    db = Database(tmp_path / "node.db")
+    with db.tx() as con:  # a result still waiting for the store that an earlier notification named
+        con.execute("INSERT INTO outbox (study_uid, destination, path, sop_uid, state, next_at, created, updated)"
+                    " VALUES ('1.2', ?, '/r.dcm', '1.2.3', 'pending', 0, 0, 0)", (f"stow:{url}",))
+    exporter = Exporter(db, [], "LDHASSIST")
+    receiver = HealthcareReceiver(settings, Inbox(tmp_path, db), db, exporter)
+    assert list(exporter.destinations) == [f"stow:{url}"]
+    other = url.replace("ldh-dicom", "other-store")
+    receiver._export_to(other)
+    assert set(exporter.destinations) == {f"stow:{url}", f"stow:{other}"}
