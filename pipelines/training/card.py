@@ -71,8 +71,9 @@ def save_model(model, root: Path, name: str, version: str, card: dict[str, Any],
     return path
 
 
-SOURCE_ONLY = ("name", "version", "intended_use", "disclaimer", "created_utc", "command", "software", "parameters",
+SOURCE_ONLY = ("name", "version", "created_utc", "command", "software", "parameters",
                "onnx", "refiner")  # a refiner learnt one serving's probabilities: a derived version drops it
+# (intended use and disclaimer stay: the weights, and what they were trained on, are the source's)
 
 
 def derive_seg_version(root: Path, source: str, version: str, *, canvas: int, slice_weight: float, sigma_px: float,
