@@ -168,13 +168,24 @@ def check_metaimage(path: Path) -> None:
     missing = [k for k in ("NDims", "DimSize", "ElementType") if k not in fields]
     if missing:
         raise InputError(f"{path.name} has a corrupt MetaImage header (missing {', '.join(missing)})")
+    ndims = _header_ints(path, fields, "NDims", 1)[0]
+    dims = _header_ints(path, fields, "DimSize", ndims)
+    channels = _header_ints(path, fields, "ElementNumberOfChannels", 1, "1")[0]
     if fields["ElementDataFile"] == "LOCAL" and fields.get("CompressedData", "False").lower() != "true":
-        dims = [int(v) for v in fields["DimSize"].split()]
-        channels = int(fields.get("ElementNumberOfChannels", "1"))
         expected = int(np.prod(dims)) * channels * _MET_BYTES.get(fields["ElementType"], 1)
         found = path.stat().st_size - offset
         if found < expected:
             raise InputError(f"{path.name} is truncated: {found} of {expected} pixel bytes present")
+
+
+def _header_ints(path: Path, fields: dict[str, str], key: str, count: int, default: str | None = None) -> list[int]:
+    """``count`` positive integers from a MetaImage header field, or an :class:`InputError` naming the field."""
+    raw = fields.get(key, default) or ""
+    values = raw.split()
+    if len(values) != count or not all(v.isdigit() and int(v) > 0 for v in values):
+        want = "a positive integer" if count == 1 else f"{count} positive integers (one per dimension)"
+        raise InputError(f"{path.name} has a corrupt MetaImage header ({key} {raw!r} is not {want})")
+    return [int(v) for v in values]
 
 
 def load_itk_volume(path: Path) -> Volume:

@@ -82,6 +82,14 @@ def _huge_png_header(width: int = 65535, height: int = 65536) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def _mha_header(**fields: str) -> bytes:
+    """A MetaImage header (8x8x4 shorts, their pixel bytes after it) with ``fields`` replaced: found by bench.fuzz
+    (a DimSize that is not integers was a ValueError, a 500)."""
+    header = {"ObjectType": "Image", "NDims": "3", "DimSize": "8 8 4", "ElementType": "MET_SHORT", **fields,
+              "ElementDataFile": "LOCAL"}
+    return "".join(f"{k} = {v}\n" for k, v in header.items()).encode() + bytes(8 * 8 * 4 * 2)
+
+
 CASES = {
     "non-image file": (lambda: [("files", ("notes.txt", b"this is a text file, not an image", "text/plain"))],
                        415, "notes.txt is not a DICOM, MHA/NIfTI, PNG or JPG file"),
@@ -106,6 +114,18 @@ CASES = {
     "PNG header claiming 9000x64 pixels": (lambda: [("files", (f"s_{i:02d}.png", _png((64, 64)) if i else
                                                               _huge_png_header(9000, 64), "image/png")) for i in range(4)],
                                            422, "s_00.png claims 9000x64 pixels"),
+    "MHA header with a non-numeric DimSize": (lambda: [("files", ("dims.mha", _mha_header(DimSize="a b c"),
+                                                                   "application/octet-stream"))], 422,
+                                              "dims.mha has a corrupt MetaImage header (DimSize 'a b c'"),
+    "MHA header with a DimSize in floats": (lambda: [("files", ("dims.mha", _mha_header(DimSize="1e9 1 1"),
+                                                                 "application/octet-stream"))], 422,
+                                            "dims.mha has a corrupt MetaImage header (DimSize '1e9 1 1'"),
+    "MHA header with fewer sizes than NDims": (lambda: [("files", ("dims.mha", _mha_header(DimSize="8 8"),
+                                                                    "application/octet-stream"))], 422,
+                                               "dims.mha has a corrupt MetaImage header (DimSize '8 8'"),
+    "MHA header with a non-numeric channel count": (
+        lambda: [("files", ("ch.mha", _mha_header(ElementNumberOfChannels="x"), "application/octet-stream"))], 422,
+        "ch.mha has a corrupt MetaImage header (ElementNumberOfChannels 'x'"),
     "volume mixed with slices": (lambda: [("files", ("a.mha", b"ObjectType = Image\n", "application/octet-stream")),
                                           ("files", ("b.png", _png((8, 8)), "image/png"))], 422,
                                  "mixes a volume file with other files"),
