@@ -20,6 +20,8 @@ from ai_service.errors import InputError
 
 MIN_SLICES = 3
 MAX_IMAGE_SIDE = 4096  # pixels per side of a JPG/PNG slice we decode (MR slices are <= 1024)
+MAX_SLICES = 1024  # slices of one series (a lumbar series has tens; every slice becomes a DICOM instance)
+MAX_VOLUME_VOXELS = 1 << 26  # voxels of an MHA/NIfTI volume read (512x512x256; 256 MiB as float32)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".mha", ".mhd", ".nii", ".nii.gz", ".nrrd")
 # canonical patient directions of the array axes (slices, rows, columns): the rows go to the feet (-z),
@@ -146,7 +148,9 @@ _MET_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "M
 def check_metaimage(path: Path) -> None:
     """Refuse a corrupt or truncated MetaImage before ITK reads it (ITK would print its complaints on stderr).
 
-    Checks the text header's required keys and, for uncompressed local data, that every pixel byte is there.
+    Checks the text header's required keys, that the pixels are in this file or in a plain file beside it (ITK
+    crashed on a file-name pattern such as ``%s.raw 1 9 1``, and would follow ``../`` out of the upload) and, for
+    uncompressed local data, that every pixel byte is there.
     """
     head = path.read_bytes()[:4096] if path.stat().st_size else b""
     if not head:
@@ -171,7 +175,11 @@ def check_metaimage(path: Path) -> None:
     ndims = _header_ints(path, fields, "NDims", 1)[0]
     dims = _header_ints(path, fields, "DimSize", ndims)
     channels = _header_ints(path, fields, "ElementNumberOfChannels", 1, "1")[0]
-    if fields["ElementDataFile"] == "LOCAL" and fields.get("CompressedData", "False").lower() != "true":
+    data_file = fields["ElementDataFile"]
+    if data_file != "LOCAL" and not re.fullmatch(r"[\w.-]+", data_file) or data_file in ("LIST", ".", ".."):
+        raise InputError(f"{path.name} names its pixel data {data_file!r}; give LOCAL (one .mha file) or the name "
+                         "of a .raw file uploaded beside it (no paths, lists or patterns)")
+    if data_file == "LOCAL" and fields.get("CompressedData", "False").lower() != "true":
         expected = int(np.prod(dims)) * channels * _MET_BYTES.get(fields["ElementType"], 1)
         found = path.stat().st_size - offset
         if found < expected:
@@ -188,9 +196,51 @@ def _header_ints(path: Path, fields: dict[str, str], key: str, count: int, defau
     return [int(v) for v in values]
 
 
+def check_itk_header(path: Path) -> None:
+    """Refuse, from its header alone, a volume ITK would read into too much memory or fill with zeros: a header
+    can claim 32767 x 8 x 4 voxels over 512 bytes of pixels, and ITK reads a short NIfTI without an error."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"{path.name} could not be read as an MHA/NIfTI volume (corrupt or truncated file)") from exc
+    size = reader.GetSize()
+    voxels = int(np.prod(size, dtype=np.int64))
+    if len(size) != 3 or max(size) > max(MAX_IMAGE_SIDE, MAX_SLICES) or voxels > MAX_VOLUME_VOXELS:
+        raise InputError(f"{path.name} claims {' x '.join(map(str, size))} voxels; LDH Assist reads 3D volumes of at "
+                         f"most {MAX_VOLUME_VOXELS} voxels and {MAX_IMAGE_SIDE} per side (corrupt or hostile file?)")
+    if ".nii" in path.name.lower():
+        pixel = sitk.Image([1, 1, 1], reader.GetPixelID()).GetSizeOfPixelComponent()
+        needed = NIFTI1_HEADER_BYTES + voxels * reader.GetNumberOfComponents() * pixel
+        found = _stream_bytes(path, needed)
+        if found < needed:
+            raise InputError(f"{path.name} is truncated: its header and {voxels} voxels need at least {needed} bytes, "
+                             f"the file holds {found}")
+
+
+NIFTI1_HEADER_BYTES = 348
+
+
+def _stream_bytes(path: Path, limit: int) -> int:
+    """The bytes a (maybe gzipped) file holds, counted up to ``limit`` (a gzip bomb is not inflated further)."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    total = 0
+    try:
+        with opener(path, "rb") as fh:
+            while total < limit and (chunk := fh.read(min(1 << 20, limit - total))):
+                total += len(chunk)
+    except (OSError, EOFError) as exc:  # a corrupt gzip stream
+        raise InputError(f"{path.name} could not be read as an MHA/NIfTI volume (corrupt or truncated file)") from exc
+    return total
+
+
 def load_itk_volume(path: Path) -> Volume:
-    if path.suffix.lower() == ".mha":
+    if path.suffix.lower() in (".mha", ".mhd"):
         check_metaimage(path)
+    check_itk_header(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -399,3 +449,6 @@ def _check_slices(volume: Volume, what: str) -> None:
             f"{what} holds {volume.array.shape[0]} slice(s); LDH Assist needs a sagittal series of at least "
             f"{MIN_SLICES} slices"
         )
+    if volume.array.shape[0] > MAX_SLICES:
+        raise InputError(f"{what} holds {volume.array.shape[0]} slices; LDH Assist reads series of at most "
+                         f"{MAX_SLICES} slices (a lumbar series has tens)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -46,13 +47,18 @@ class Door:
     acked: set[str] = field(default_factory=set)
     examples: int = 0
     seconds: float = 0.0
+    kind_seconds: Counter = field(default_factory=Counter)  # where the door's time goes, per case kind
+    kind_examples: Counter = field(default_factory=Counter)
 
     def finding(self, case, problem: str) -> None:
         self.findings.append({"case": repr(case)[:600], "problem": problem[:600]})
 
     def summary(self) -> dict:
+        slowest = {k: {"examples": self.kind_examples[k], "seconds": round(t, 1),
+                       "mean_ms": round(1e3 * t / self.kind_examples[k])} for k, t in self.kind_seconds.most_common(12)}
         return {"examples": self.examples, "seconds": round(self.seconds, 1), "findings": len(self.findings),
-                "examples_of_findings": self.findings[:20], "outcomes": dict(self.outcomes.most_common(40))}
+                "examples_of_findings": self.findings[:20], "outcomes": dict(self.outcomes.most_common(40)),
+                "slowest_kinds": slowest}
 
 
 # ---------------------------------------------------------------------------------------------- one example
@@ -129,8 +135,17 @@ def try_feedback(svc: ServeProcess, client: httpx.Client, study: str, case: Feed
 
 
 # ---------------------------------------------------------------------------------------------- doors
-def run_door(name: str, strategy, attempt, svc: ServeProcess, count: int, seconds: float, rng_seed: int) -> Door:
-    """Up to ``count`` hypothesis examples (or ``seconds``); liveness checked every LIVENESS_EVERY examples."""
+def case_kind(case) -> str:
+    """The case's kind: its name's first part, and its second when that is one word (``zip:bomb``, ``raw:mha``,
+    ``store:flip``; ``store:flip+vr`` is ``store``), so that the kinds stay few."""
+    parts = str(getattr(case, "name", case)).split(":")
+    return ":".join(parts[:2]) if len(parts) > 1 and re.fullmatch(r"[a-z_]+", parts[1]) else parts[0]
+
+
+def run_door(name: str, strategy, attempt, svc: ServeProcess, sampler: RssSampler, count: int, seconds: float,
+             rng_seed: int) -> Door:
+    """Up to ``count`` hypothesis examples (or ``seconds``); liveness checked every LIVENESS_EVERY examples.
+    RSS samples are labelled ``door/kind`` and the time of each example is added to its kind."""
     door = Door(name)
     t0 = time.monotonic()
     end = t0 + seconds
@@ -143,12 +158,17 @@ def run_door(name: str, strategy, attempt, svc: ServeProcess, count: int, second
         if time.monotonic() > end or door.findings and door.findings[-1]["problem"].startswith("service down"):
             return
         door.examples += 1
+        kind = case_kind(case)
+        sampler.label = f"{name}/{kind}"
+        started = time.monotonic()
         try:
             attempt(case, door)
         except (httpx.TimeoutException, TimeoutError) as exc:
             door.finding(case, f"hang: no answer in time ({type(exc).__name__})")
         except (httpx.HTTPError, OSError) as exc:
             door.finding(case, f"connection failed: {type(exc).__name__}: {exc}")
+        door.kind_seconds[kind] += time.monotonic() - started
+        door.kind_examples[kind] += 1
         if door.examples % LIVENESS_EVERY == 0 and not svc.alive():
             door.finding(case, "service down after this example")
 
@@ -197,7 +217,7 @@ def fuzz(doors: list[str], count: int, seconds: float, rng_seed: int, work: Path
             for name in doors:
                 sampler.mark(name)
                 strategy, attempt = attempts[name]
-                results[name] = run_door(name, strategy, attempt, svc, count, seconds, rng_seed)
+                results[name] = run_door(name, strategy, attempt, svc, sampler, count, seconds, rng_seed)
                 acked |= results[name].acked
             history = client.get(f"{svc.url}/api/studies/{study}/feedback").status_code if study else None
     finally:
@@ -208,7 +228,8 @@ def fuzz(doors: list[str], count: int, seconds: float, rng_seed: int, work: Path
     missing = svc.missing_instances(acked)
     escaped = escaped_files(work)
     peak = sampler.peak()
-    per_door = {n: d.summary() | {"rss_peak_mb": round(sampler.peak(n), 1)} for n, d in results.items()}
+    per_door = {n: d.summary() | {"rss_peak_mb": round(sampler.peak(n), 1),
+                                  "rss_peak_by_kind_mb": sampler.peaks_under(n)} for n, d in results.items()}
     findings = sum(d["findings"] for d in per_door.values())
     return {
         "count_per_door": count, "max_seconds_per_door": seconds, "seed": rng_seed, "doors": per_door,

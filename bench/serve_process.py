@@ -59,8 +59,18 @@ class RssSampler(threading.Thread):
         return now
 
     def peak(self, label: str | None = None) -> float:
-        values = [r for _, lab, r in self.samples if label is None or lab == label]
+        """The highest sample labelled ``label`` or ``label/...`` (all samples when None)."""
+        values = [r for _, lab, r in self.samples if label is None or lab == label or lab.startswith(f"{label}/")]
         return max(values) if values else 0.0
+
+    def peaks_under(self, label: str, top: int = 8) -> dict[str, float]:
+        """The ``top`` highest peaks among the sub-labels ``label/<kind>``, by kind (what a peak was seen during)."""
+        peaks: dict[str, float] = {}
+        for _, lab, r in self.samples:
+            if lab.startswith(f"{label}/"):
+                kind = lab[len(label) + 1:]
+                peaks[kind] = max(peaks.get(kind, 0.0), r)
+        return {k: round(v, 1) for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:top]}
 
     def stop(self) -> None:
         self._stop.set()

@@ -85,9 +85,23 @@ def _huge_png_header(width: int = 65535, height: int = 65536) -> bytes:
 def _mha_header(**fields: str) -> bytes:
     """A MetaImage header (8x8x4 shorts, their pixel bytes after it) with ``fields`` replaced: found by bench.fuzz
     (a DimSize that is not integers was a ValueError, a 500)."""
-    header = {"ObjectType": "Image", "NDims": "3", "DimSize": "8 8 4", "ElementType": "MET_SHORT", **fields,
-              "ElementDataFile": "LOCAL"}
+    header = {"ObjectType": "Image", "NDims": "3", "DimSize": "8 8 4", "ElementType": "MET_SHORT", **fields}
+    header["ElementDataFile"] = header.pop("ElementDataFile", "LOCAL")  # it ends the header
     return "".join(f"{k} = {v}\n" for k, v in header.items()).encode() + bytes(8 * 8 * 4 * 2)
+
+
+def _nifti(dim1: int = 8, keep: int | None = None) -> bytes:
+    """An 8x8x4 NIfTI-1 (gzipped) whose header says ``dim1`` columns, cut to ``keep`` bytes before gzip: found by
+    bench.fuzz (32767 columns over 512 pixel bytes was read as zeros into 32767 slices, a 120 s hang)."""
+    import gzip
+    import struct
+
+    path = phantom()[1].parent / "tmp-fuzz.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16)), str(path))
+    raw = bytearray(path.read_bytes())
+    path.unlink()
+    struct.pack_into("<h", raw, 42, dim1)
+    return gzip.compress(bytes(raw[:keep]))
 
 
 CASES = {
@@ -126,6 +140,18 @@ CASES = {
     "MHA header with a non-numeric channel count": (
         lambda: [("files", ("ch.mha", _mha_header(ElementNumberOfChannels="x"), "application/octet-stream"))], 422,
         "ch.mha has a corrupt MetaImage header (ElementNumberOfChannels 'x'"),
+    "MHA whose pixel file is a name pattern": (
+        lambda: [("files", ("pat.mha", _mha_header(CompressedData="true", ElementDataFile="%s.raw 1 9 1"),
+                            "application/octet-stream"))], 422,
+        "pat.mha names its pixel data '%s.raw 1 9 1'"),  # found by bench.fuzz: ITK crashed the service (SIGSEGV)
+    "MHA whose pixel file is outside the upload": (
+        lambda: [("files", ("out.mha", _mha_header(ElementDataFile="../../etc/passwd"), "application/octet-stream"))],
+        422, "out.mha names its pixel data '../../etc/passwd'"),
+    "NIfTI header claiming 32767 x 8 x 4 voxels": (
+        lambda: [("files", ("big.nii.gz", _nifti(dim1=32767), "application/octet-stream"))], 422,
+        "big.nii.gz claims 32767 x 8 x 4 voxels"),
+    "truncated NIfTI": (lambda: [("files", ("short.nii.gz", _nifti(keep=600), "application/octet-stream"))], 422,
+                        "short.nii.gz is truncated"),
     "volume mixed with slices": (lambda: [("files", ("a.mha", b"ObjectType = Image\n", "application/octet-stream")),
                                           ("files", ("b.png", _png((8, 8)), "image/png"))], 422,
                                  "mixes a volume file with other files"),
