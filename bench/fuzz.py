@@ -5,7 +5,8 @@ Doors: ``dimse`` (mutated C-STORE data sets seeded from pydicom's real MR files,
 feedback). Per door at most ``--count`` examples and ``--minutes`` minutes. Goals: 0 crashes or hangs (the
 process stays up, its API and DICOM port answer), every bad input answered with a clear status (a C-STORE
 status, an A-ABORT / A-ASSOCIATE-RJ, or an HTTP 4xx with a ``detail``), 0 acknowledged instances missing from
-the inbox after the run, RSS bounded (peak within ``RSS_BOUND`` x the RSS after start-up).
+the inbox after the run, no analysis job failed through our fault (a hostile input that is accepted is analysed:
+its job may fail only as the input's fault), RSS bounded (peak within ``RSS_BOUND`` x the RSS after start-up).
 
 Run: ``python -m bench.fuzz [--count 10000] [--minutes 20] [--doors dimse,upload,feedback] [--seed 1]``.
 Writes bench/results/fuzz.json and prints one line per door.
@@ -226,6 +227,7 @@ def fuzz(doors: list[str], count: int, seconds: float, rng_seed: int, work: Path
         sampler.stop()
         exit_code = svc.stop()
     missing = svc.missing_instances(acked)
+    jobs, jobs_failed_ours = svc.job_outcomes()
     escaped = escaped_files(work)
     peak = sampler.peak()
     per_door = {n: d.summary() | {"rss_peak_mb": round(sampler.peak(n), 1),
@@ -235,9 +237,11 @@ def fuzz(doors: list[str], count: int, seconds: float, rng_seed: int, work: Path
         "count_per_door": count, "max_seconds_per_door": seconds, "seed": rng_seed, "doors": per_door,
         "acknowledged_instances": len(acked), "acknowledged_missing": len(missing), "missing": missing[:20],
         "escaped_files": escaped, "feedback_history_status": history, "serve_exit_code": exit_code,
+        "jobs": jobs, "jobs_failed_ours": len(jobs_failed_ours), "jobs_failed_ours_examples": jobs_failed_ours[:20],
         "rss_mb": {"baseline": round(baseline, 1), "peak": round(peak, 1), "end": round(end_rss, 1),
                    "bound": round(baseline * RSS_BOUND, 1)},
-        "goals_met": findings == 0 and not missing and not escaped and peak <= baseline * RSS_BOUND
+        "goals_met": findings == 0 and not missing and not escaped and not jobs_failed_ours
+        and peak <= baseline * RSS_BOUND
         and exit_code == 0 and history in (None, 200),
         "serve_log_tail": svc.log_tail(3000),
     }
@@ -266,7 +270,7 @@ def main() -> None:
     rss = result["rss_mb"]
     print(f"fuzz: {'goals met' if result['goals_met'] else 'GOALS NOT MET'}; acknowledged "
           f"{result['acknowledged_instances']}, missing {result['acknowledged_missing']}; escaped files "
-          f"{len(result['escaped_files'])}; RSS {rss['baseline']:.0f} -> peak {rss['peak']:.0f} MiB "
+          f"{len(result['escaped_files'])}; jobs {result['jobs']}, failed through our fault {result['jobs_failed_ours']}; RSS {rss['baseline']:.0f} -> peak {rss['peak']:.0f} MiB "
           f"(bound {rss['bound']:.0f}); serve exit {result['serve_exit_code']}; wrote {path}")
 
 

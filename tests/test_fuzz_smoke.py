@@ -35,6 +35,7 @@ def test_no_acknowledged_instance_is_lost_and_nothing_escapes_the_staging_folder
     assert fuzzed["escaped_files"] == []
     assert fuzzed["serve_exit_code"] == 0, fuzzed["serve_log_tail"]
     assert fuzzed["feedback_history_status"] == 200
+    assert fuzzed["jobs_failed_ours"] == 0, fuzzed["jobs_failed_ours_examples"]
 
 
 def test_memory_stays_bounded_under_bombs(fuzzed):
