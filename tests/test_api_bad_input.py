@@ -69,6 +69,27 @@ def _zip_with_broken_member() -> bytes:
     return bytes(raw)
 
 
+def _zip_patched(where: str) -> bytes:
+    """A one-member zip whose directory puts the member before the file's start (``offset``: zipfile's seek failed
+    with EINVAL) or whose local name is flagged UTF-8 but is not (``name``: UnicodeDecodeError). Both were 500s
+    found by bench.fuzz."""
+    import io
+    import struct
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.dcm", bytes(4096))
+    raw = bytearray(buf.getvalue())
+    if where == "offset":
+        end = raw.find(b"PK\x05\x06")
+        struct.pack_into("<I", raw, end + 16, struct.unpack_from("<I", raw, end + 16)[0] + 100)
+    else:
+        struct.pack_into("<H", raw, 6, struct.unpack_from("<H", raw, 6)[0] | 0x800)
+        raw[31] = 0xB1
+    return bytes(raw)
+
+
 def _huge_png_header(width: int = 65535, height: int = 65536) -> bytes:
     """A PNG whose IHDR claims 65535 x 65536 pixels with a few bytes of data (found by bench.fuzz: OpenCV's pixel
     limit raised inside imread, a 500)."""
@@ -122,6 +143,12 @@ CASES = {
                     "series.zip is a corrupt or unsupported zip file"),
     "zip whose member does not inflate": (lambda: [("files", ("series.zip", _zip_with_broken_member(), "application/zip"))],
                                           422, "series.zip is a corrupt or unsupported zip file"),
+    "zip whose member starts before the file": (
+        lambda: [("files", ("series.zip", _zip_patched("offset"), "application/zip"))], 422,
+        "series.zip is a corrupt or unsupported zip file (member 0 starts at byte -100"),
+    "zip whose member name is flagged UTF-8 but is not": (
+        lambda: [("files", ("series.zip", _zip_patched("name"), "application/zip"))], 422,
+        "series.zip is a corrupt or unsupported zip file ('utf-8' codec can't decode"),
     "PNG header claiming 65535x65536 pixels": (lambda: [("files", (f"s_{i:02d}.png", _png((64, 64)) if i else
                                                                    _huge_png_header(), "image/png")) for i in range(4)],
                                                422, "s_00.png claims more pixels than"),
