@@ -27,7 +27,7 @@ from ai_service.dicomize import save_series, volume_to_mr_series
 from ai_service.errors import InputError
 from ai_service.results import series_prefix
 from ai_service.storage import Storage
-from ai_service.volume import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, canonical_of, load_volume
+from ai_service.volume import IMAGE_SUFFIXES, SPACING_RANGE_MM, VOLUME_SUFFIXES, Volume, canonical_of, load_volume
 
 ZIP_EXPANSION_LIMIT = 4  # a zip may expand to at most 4x the upload limit (zip bombs)
 _SKIP = ("__MACOSX/", ".DS_Store", "Thumbs.db", "DICOMDIR")
@@ -122,8 +122,9 @@ def _spacing(fields: dict[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise IngestError(f"{name} must be a number of millimetres, got {raw!r}", 422) from None
-    if not 0.05 <= value <= 20.0:
-        raise IngestError(f"{name} must be between 0.05 and 20 mm, got {value:g}", 422)
+    low, high = SPACING_RANGE_MM
+    if not low <= value <= high:
+        raise IngestError(f"{name} must be between {low:g} and {high:g} mm, got {value:g}", 422)
     return value
 
 

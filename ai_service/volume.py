@@ -22,6 +22,7 @@ MIN_SLICES = 3
 MAX_IMAGE_SIDE = 4096  # pixels per side of a JPG/PNG slice we decode (MR slices are <= 1024)
 MAX_SLICES = 1024  # slices of one series (a lumbar series has tens; every slice becomes a DICOM instance)
 MAX_VOLUME_VOXELS = 1 << 26  # voxels of an MHA/NIfTI volume read (512x512x256; 256 MiB as float32)
+SPACING_RANGE_MM = (0.05, 20.0)  # plausible MR voxel spacing; outside it the canvas arithmetic overflows
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".mha", ".mhd", ".nii", ".nii.gz", ".nrrd")
 # canonical patient directions of the array axes (slices, rows, columns): the rows go to the feet (-z),
@@ -387,6 +388,7 @@ def _load_single_frames(datasets: list[Dataset]) -> Volume:
     positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
     order, spacing = _slice_spacing(positions, normal, "the DICOM series")
     datasets = [datasets[i] for i in order]
+    _check_pixel_count(first, len(datasets))
     try:
         array = np.stack([_rescaled(ds, ds.pixel_array) for ds in datasets])
     except Exception as exc:  # noqa: BLE001
@@ -406,7 +408,21 @@ def _load_single_frames(datasets: list[Dataset]) -> Volume:
         sop_instance_uids=[str(ds.SOPInstanceUID) for ds in datasets],
         datasets=datasets,
     )
+    _check_slices(volume, "the DICOM series")
     return volume
+
+
+def _check_pixel_count(ds: Dataset, slices: int) -> None:
+    """Refuse, before decoding, pixel data whose header claims more than any MR series: a mutated Rows or
+    NumberOfFrames in a small RLE/JPEG file made the decoder allocate gigabytes (bench.fuzz: 0.9 -> 2.0 GB)."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError("the DICOM image lacks a valid Rows / Columns / SamplesPerPixel") from exc
+    if max(rows, cols) > MAX_IMAGE_SIDE or rows * cols * samples * slices > MAX_VOLUME_VOXELS:
+        raise InputError(f"the DICOM series claims {slices} x {rows} x {cols} pixels ({samples} per pixel); LDH "
+                         f"Assist reads at most {MAX_VOLUME_VOXELS} and {MAX_IMAGE_SIDE} per side (corrupt header?)")
 
 
 def _load_multiframe(ds: Dataset) -> Volume:
@@ -422,13 +438,14 @@ def _load_multiframe(ds: Dataset) -> Volume:
         raise InputError(f"the image has {len(frames)} frame(s); LDH Assist needs at least {MIN_SLICES} slices")
     row_dir, col_dir, normal, row_sp, col_sp = _geometry_of(iop, pixel_spacing)
     order, spacing = _slice_spacing(positions, normal, "the multi-frame image")
+    _check_pixel_count(ds, max(len(frames), int(ds.get("NumberOfFrames", 1) or 1)))
     try:
         pixels = ds.pixel_array.astype(np.float32)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"the DICOM pixel data could not be decoded ({exc.__class__.__name__})") from exc
     array = pixels[order]
     direction = np.stack([row_dir, col_dir, normal], axis=1)
-    return Volume(
+    volume = Volume(
         array,
         (col_sp, row_sp, spacing),
         tuple(float(v) for v in positions[order[0]]),
@@ -441,6 +458,8 @@ def _load_multiframe(ds: Dataset) -> Volume:
         frame_numbers=[int(i) + 1 for i in order],
         datasets=[ds],
     )
+    _check_slices(volume, "the multi-frame image")
+    return volume
 
 
 def _check_slices(volume: Volume, what: str) -> None:
@@ -452,3 +471,11 @@ def _check_slices(volume: Volume, what: str) -> None:
     if volume.array.shape[0] > MAX_SLICES:
         raise InputError(f"{what} holds {volume.array.shape[0]} slices; LDH Assist reads series of at most "
                          f"{MAX_SLICES} slices (a lumbar series has tens)")
+    low, high = SPACING_RANGE_MM
+    if not all(low <= s <= high for s in volume.spacing):  # NaN fails too
+        raise InputError(f"{what} has a voxel spacing of {' x '.join(f'{s:g}' for s in volume.spacing)} mm; an MR "
+                         f"series has {low:g} to {high:g} mm (corrupt header?)")
+    if not np.all(np.isfinite(volume.direction)) or not np.all(np.isfinite(volume.origin)):
+        raise InputError(f"{what} has a non-finite orientation or origin (corrupt header?)")
+    if not np.all(np.isfinite(volume.array)):
+        raise InputError(f"{what} holds non-finite voxel values (NaN or infinity; corrupt file?)")

@@ -28,12 +28,12 @@ def _png(shape, value=100) -> bytes:
     return buf.tobytes()
 
 
-def _mha_bytes(array: np.ndarray, spacing, direction=None) -> bytes:
+def _mha_bytes(array: np.ndarray, spacing, direction=None, suffix: str = ".mha") -> bytes:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
     if direction is not None:
         image.SetDirection(direction)
-    path = phantom()[1].parent / f"tmp-{abs(hash((array.shape, spacing, direction)))}.mha"
+    path = phantom()[1].parent / f"tmp-{abs(hash((array.shape, spacing, direction)))}{suffix}"
     sitk.WriteImage(image, str(path))
     data = path.read_bytes()
     path.unlink()
@@ -67,6 +67,28 @@ def _zip_with_broken_member() -> bytes:
     start = 30 + len("a.dcm")  # local header + name: the deflate stream begins here
     raw[start : start + 40] = b"\xff" * 40
     return bytes(raw)
+
+
+def _nifti_spacing(spacing) -> bytes:
+    """A 12-slice sagittal NIfTI (random texture) with ``spacing`` (x, y, z) mm in its header."""
+    rng = np.random.default_rng(3)
+    return _mha_bytes((rng.random((12, 64, 64)) * 1000).astype(np.int16), spacing, (0, 0, -1, 1, 0, 0, 0, -1, 0),
+                      suffix=".nii")
+
+
+def _dicom_series(**header) -> list:
+    """The phantom's DICOM series with ``header`` values set in every instance (pixel data unchanged)."""
+    import pydicom
+
+    files = []
+    for path in sorted((phantom()[1] / "dicom").iterdir()):
+        ds = pydicom.dcmread(path)
+        for key, value in header.items():
+            setattr(ds, key, value)
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        files.append(("files", (path.name, buf.getvalue(), "application/dicom")))
+    return files
 
 
 def _zip_patched(where: str) -> bytes:
@@ -179,6 +201,16 @@ CASES = {
         "big.nii.gz claims 32767 x 8 x 4 voxels"),
     "truncated NIfTI": (lambda: [("files", ("short.nii.gz", _nifti(keep=600), "application/octet-stream"))], 422,
                         "short.nii.gz is truncated"),
+    "NIfTI with 1e38 mm pixels": (  # found by bench.fuzz: analysed, then int(NaN) in the job, an internal error
+        lambda: [("files", ("far.nii", _nifti_spacing((1e38, 0.8, 4.0)), "application/octet-stream"))], 422,
+        "far.nii has a voxel spacing of 1e+38 x 0.8 x 4 mm"),
+    "NIfTI with 0.001 mm slices": (
+        lambda: [("files", ("thin.nii", _nifti_spacing((0.8, 0.8, 0.001)), "application/octet-stream"))], 422,
+        "thin.nii has a voxel spacing of 0.8 x 0.8 x 0.001 mm"),
+    "DICOM header claiming 4000x4000 pixels": (  # checked before decoding (a bomb in RLE/JPEG would allocate)
+        lambda: _dicom_series(Rows=4000, Columns=4000), 422, "the DICOM series claims"),
+    "DICOM series with NaN pixel spacing": (  # found by bench.fuzz: analysed, then int(NaN), an internal error
+        lambda: _dicom_series(PixelSpacing=["nan", "nan"]), 422, "the DICOM series has a voxel spacing of nan x nan"),
     "volume mixed with slices": (lambda: [("files", ("a.mha", b"ObjectType = Image\n", "application/octet-stream")),
                                           ("files", ("b.png", _png((8, 8)), "image/png"))], 422,
                                  "mixes a volume file with other files"),
