@@ -2,13 +2,14 @@
 
 Doors: ``dimse`` (mutated C-STORE data sets seeded from pydicom's real MR files, and PDU-level attacks),
 ``upload`` (hostile files and bodies to ``POST /api/studies``), ``feedback`` (hostile JSON to a study's
-feedback). Per door at most ``--count`` examples and ``--minutes`` minutes. Goals: 0 crashes or hangs (the
-process stays up, its API and DICOM port answer), every bad input answered with a clear status (a C-STORE
-status, an A-ABORT / A-ASSOCIATE-RJ, or an HTTP 4xx with a ``detail``), 0 acknowledged instances missing from
-the inbox after the run, no analysis job failed through our fault (a hostile input that is accepted is analysed:
+feedback), ``stow`` (hostile STOW-RS requests to ``POST /dicomweb/studies``). Per door at most ``--count``
+examples and ``--minutes`` minutes. Goals: 0 crashes or hangs (the process stays up, its API and DICOM port
+answer), every bad input answered with a clear status (a C-STORE status, an A-ABORT / A-ASSOCIATE-RJ, an HTTP
+4xx with a ``detail``, or a STOW-RS Store Instances Response), 0 acknowledged instances (C-STORE success, or
+listed as stored by STOW-RS) missing from the inbox after the run, no analysis job failed through our fault (a hostile input that is accepted is analysed:
 its job may fail only as the input's fault), RSS bounded (peak within ``RSS_BOUND`` x the RSS after start-up).
 
-Run: ``python -m bench.fuzz [--count 10000] [--minutes 20] [--doors dimse,upload,feedback] [--seed 1]``.
+Run: ``python -m bench.fuzz [--count 10000] [--minutes 20] [--doors dimse,upload,feedback,stow] [--seed 1]``.
 Writes bench/results/fuzz.json and prints one line per door.
 """
 
@@ -28,14 +29,15 @@ import httpx
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from bench.common import write_result
-from bench.fuzz_cases import (ESCAPE, FEEDBACK_OK, UPLOAD_OK, DimseCase, FeedbackCase, UploadCase, dimse_cases,
-                              feedback_cases, upload_cases)
+from bench.fuzz_cases import (ESCAPE, FEEDBACK_OK, STOW_OK, UPLOAD_OK, DimseCase, FeedbackCase, StowCase,
+                              UploadCase, dimse_cases, feedback_cases, stow_cases, upload_cases)
 from bench.raw_dicom import RawAssociation
 from bench.serve_process import RssSampler, ServeProcess
 
 RSS_BOUND = 2.0
 LIVENESS_EVERY = 25
-DOORS = ("dimse", "upload", "feedback")
+DOORS = ("dimse", "upload", "feedback", "stow")
+STORED_SEQUENCE, INSTANCE_UID = "00081199", "00081155"  # Store Instances Response: ReferencedSOPSequence
 
 
 @dataclass
@@ -135,6 +137,32 @@ def try_feedback(svc: ServeProcess, client: httpx.Client, study: str, case: Feed
         door.finding(case, problem)
 
 
+def try_stow(svc: ServeProcess, client: httpx.Client, case: StowCase, door: Door) -> None:
+    """A 4xx must say why (``detail``); 200/202/409 must be a Store Instances Response, and every instance it lists
+    as stored counts as acknowledged (checked against the inbox after the run)."""
+    headers = {**svc.headers, "Content-Type": case.content_type, **({"Accept": case.accept} if case.accept else {})}
+    path = "/dicomweb/studies" + (f"/{case.study}" if case.study is not None else "")
+    response = client.post(f"{svc.url}{path}", content=case.body, headers=headers)
+    door.outcomes[f"{case_kind(case)} {response.status_code}"] += 1
+    if response.status_code not in (200, 202, 409):
+        problem = _clear(response, STOW_OK)
+        if problem:
+            door.finding(case, problem)
+        return
+    if "json" not in response.headers.get("content-type", ""):
+        return  # the XML rendering (Accept asked for it): its status was checked
+    try:
+        body = response.json()
+        stored = body.get(STORED_SEQUENCE, {}).get("Value", [])
+        door.acked |= {item[INSTANCE_UID]["Value"][0] for item in stored}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        door.finding(case, f"HTTP {response.status_code} without a readable Store Instances Response ({exc!r}): "
+                           f"{response.text[:200]}")
+        return
+    if (response.status_code == 409) != (not stored):
+        door.finding(case, f"HTTP {response.status_code} but {len(stored)} instance(s) listed as stored")
+
+
 # ---------------------------------------------------------------------------------------------- doors
 def case_kind(case) -> str:
     """The case's kind: its name's first part, and its second when that is one word (``zip:bomb``, ``raw:mha``,
@@ -214,7 +242,8 @@ def fuzz(doors: list[str], count: int, seconds: float, rng_seed: int, work: Path
             baseline = max(baseline, sampler.mark("after warm-up"))
             attempts = {"dimse": (dimse_cases(), lambda c, d: try_dimse(svc, c, d)),
                         "upload": (upload_cases(), lambda c, d: try_upload(svc, client, c, d)),
-                        "feedback": (feedback_cases(), lambda c, d: try_feedback(svc, client, study, c, d))}
+                        "feedback": (feedback_cases(), lambda c, d: try_feedback(svc, client, study, c, d)),
+                        "stow": (stow_cases(), lambda c, d: try_stow(svc, client, c, d))}
             for name in doors:
                 sampler.mark(name)
                 strategy, attempt = attempts[name]
@@ -270,7 +299,8 @@ def main() -> None:
     rss = result["rss_mb"]
     print(f"fuzz: {'goals met' if result['goals_met'] else 'GOALS NOT MET'}; acknowledged "
           f"{result['acknowledged_instances']}, missing {result['acknowledged_missing']}; escaped files "
-          f"{len(result['escaped_files'])}; jobs {result['jobs']}, failed through our fault {result['jobs_failed_ours']}; RSS {rss['baseline']:.0f} -> peak {rss['peak']:.0f} MiB "
+          f"{len(result['escaped_files'])}; jobs {result['jobs']}, failed through our fault "
+          f"{result['jobs_failed_ours']}; RSS {rss['baseline']:.0f} -> peak {rss['peak']:.0f} MiB "
           f"(bound {rss['bound']:.0f}); serve exit {result['serve_exit_code']}; wrote {path}")
 
 

@@ -18,11 +18,11 @@ def fuzzed(tmp_path_factory):
         pytest.skip("the shipped models are not in ai_service/model_store")
     from bench.fuzz import fuzz
 
-    return fuzz(["dimse", "upload", "feedback"], count=120, seconds=90, rng_seed=20261207,
+    return fuzz(["dimse", "upload", "feedback", "stow"], count=120, seconds=90, rng_seed=20261207,
                 work=tmp_path_factory.mktemp("fuzz"))
 
 
-@pytest.mark.parametrize("door", ["dimse", "upload", "feedback"])
+@pytest.mark.parametrize("door", ["dimse", "upload", "feedback", "stow"])
 def test_every_hostile_input_gets_a_clear_answer_and_the_service_stays_up(fuzzed, door):
     result = fuzzed["doors"][door]
     assert result["examples"] >= 50, result
