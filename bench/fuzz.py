@@ -32,7 +32,7 @@ from bench.common import write_result
 from bench.fuzz_cases import (ESCAPE, FEEDBACK_OK, STOW_OK, UPLOAD_OK, DimseCase, FeedbackCase, StowCase,
                               UploadCase, dimse_cases, feedback_cases, stow_cases, upload_cases)
 from bench.raw_dicom import RawAssociation
-from bench.serve_process import RssSampler, ServeProcess
+from bench.serve_process import RssSampler, ServeProcess, tree_rss_mb
 
 RSS_BOUND = 2.0
 LIVENESS_EVERY = 25
@@ -52,6 +52,7 @@ class Door:
     seconds: float = 0.0
     kind_seconds: Counter = field(default_factory=Counter)  # where the door's time goes, per case kind
     kind_examples: Counter = field(default_factory=Counter)
+    rss_jumps: list[tuple[float, str]] = field(default_factory=list)  # (MiB the tree grew during it, case)
 
     def finding(self, case, problem: str) -> None:
         self.findings.append({"case": repr(case)[:600], "problem": problem[:600]})
@@ -61,7 +62,8 @@ class Door:
                        "mean_ms": round(1e3 * t / self.kind_examples[k])} for k, t in self.kind_seconds.most_common(12)}
         return {"examples": self.examples, "seconds": round(self.seconds, 1), "findings": len(self.findings),
                 "examples_of_findings": self.findings[:20], "outcomes": dict(self.outcomes.most_common(40)),
-                "slowest_kinds": slowest}
+                "slowest_kinds": slowest,
+                "largest_rss_jumps": [{"mib": round(m, 1), "case": c} for m, c in sorted(self.rss_jumps)[-5:][::-1]]}
 
 
 # ---------------------------------------------------------------------------------------------- one example
@@ -189,7 +191,7 @@ def run_door(name: str, strategy, attempt, svc: ServeProcess, sampler: RssSample
         door.examples += 1
         kind = case_kind(case)
         sampler.label = f"{name}/{kind}"
-        started = time.monotonic()
+        started, rss_before = time.monotonic(), tree_rss_mb(svc.proc.pid)
         try:
             attempt(case, door)
         except (httpx.TimeoutException, TimeoutError) as exc:
@@ -198,6 +200,9 @@ def run_door(name: str, strategy, attempt, svc: ServeProcess, sampler: RssSample
             door.finding(case, f"connection failed: {type(exc).__name__}: {exc}")
         door.kind_seconds[kind] += time.monotonic() - started
         door.kind_examples[kind] += 1
+        jump = tree_rss_mb(svc.proc.pid) - rss_before
+        if jump > 50:  # which input made the service grow (the sampler's labels only say what ran around then)
+            door.rss_jumps.append((jump, repr(case)[:300]))
         if door.examples % LIVENESS_EVERY == 0 and not svc.alive():
             door.finding(case, "service down after this example")
 
