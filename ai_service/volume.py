@@ -199,7 +199,8 @@ def _header_ints(path: Path, fields: dict[str, str], key: str, count: int, defau
 
 def check_itk_header(path: Path) -> None:
     """Refuse, from its header alone, a volume ITK would read into too much memory or fill with zeros: a header
-    can claim 32767 x 8 x 4 voxels over 512 bytes of pixels, and ITK reads a short NIfTI without an error."""
+    can claim 32767 x 8 x 4 voxels, or a million channels, over 512 bytes of pixels (ITK allocates them all before
+    it fails), and ITK reads a short NIfTI without an error."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -207,13 +208,15 @@ def check_itk_header(path: Path) -> None:
     except RuntimeError as exc:
         raise InputError(f"{path.name} could not be read as an MHA/NIfTI volume (corrupt or truncated file)") from exc
     size = reader.GetSize()
+    if len(size) != 3 or reader.GetNumberOfComponents() != 1:  # before ITK allocates 1000000 channels
+        raise InputError(f"{path.name} is not a 3D single-channel volume; LDH Assist needs a series of slices")
     voxels = int(np.prod(size, dtype=np.int64))
-    if len(size) != 3 or max(size) > max(MAX_IMAGE_SIDE, MAX_SLICES) or voxels > MAX_VOLUME_VOXELS:
+    if max(size) > max(MAX_IMAGE_SIDE, MAX_SLICES) or voxels > MAX_VOLUME_VOXELS:
         raise InputError(f"{path.name} claims {' x '.join(map(str, size))} voxels; LDH Assist reads 3D volumes of at "
                          f"most {MAX_VOLUME_VOXELS} voxels and {MAX_IMAGE_SIDE} per side (corrupt or hostile file?)")
     if ".nii" in path.name.lower():
         pixel = sitk.Image([1, 1, 1], reader.GetPixelID()).GetSizeOfPixelComponent()
-        needed = NIFTI1_HEADER_BYTES + voxels * reader.GetNumberOfComponents() * pixel
+        needed = NIFTI1_HEADER_BYTES + voxels * pixel
         found = _stream_bytes(path, needed)
         if found < needed:
             raise InputError(f"{path.name} is truncated: its header and {voxels} voxels need at least {needed} bytes, "
@@ -246,8 +249,6 @@ def load_itk_volume(path: Path) -> Volume:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"{path.name} could not be read as an MHA/NIfTI volume (corrupt or truncated file)") from exc
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path.name} is not a 3D single-channel volume; LDH Assist needs a series of slices")
     image = _slice_axis_last(image)
     array = sitk.GetArrayFromImage(image).astype(np.float32)
     kind = "nifti" if ".nii" in path.name.lower() else "mha"

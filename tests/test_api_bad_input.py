@@ -189,6 +189,9 @@ CASES = {
     "MHA header with a non-numeric channel count": (
         lambda: [("files", ("ch.mha", _mha_header(ElementNumberOfChannels="x"), "application/octet-stream"))], 422,
         "ch.mha has a corrupt MetaImage header (ElementNumberOfChannels 'x'"),
+    "compressed MHA claiming a million channels": (  # found by bench.fuzz: ITK allocated 488 MiB before failing
+        lambda: [("files", ("ch.mha", _mha_header(CompressedData="True", ElementNumberOfChannels="1000000"),
+                            "application/octet-stream"))], 422, "ch.mha is not a 3D single-channel volume"),
     "MHA whose pixel file is a name pattern": (
         lambda: [("files", ("pat.mha", _mha_header(CompressedData="true", ElementDataFile="%s.raw 1 9 1"),
                             "application/octet-stream"))], 422,
