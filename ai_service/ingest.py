@@ -27,7 +27,7 @@ from ai_service.dicomize import save_series, volume_to_mr_series
 from ai_service.errors import InputError
 from ai_service.results import series_prefix
 from ai_service.storage import Storage
-from ai_service.volume import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, canonical_of, load_volume
+from ai_service.volume import IMAGE_SUFFIXES, SPACING_RANGE_MM, VOLUME_SUFFIXES, Volume, canonical_of, load_volume
 
 ZIP_EXPANSION_LIMIT = 4  # a zip may expand to at most 4x the upload limit (zip bombs)
 _SKIP = ("__MACOSX/", ".DS_Store", "Thumbs.db", "DICOMDIR")
@@ -91,7 +91,10 @@ def expand_zips(files: list[Path], folder: Path, max_bytes: int, max_files: int)
                     raise IngestError(f"{path.name} is an empty zip (no files inside)", 422)
                 if len(out) + len(members) > max_files:
                     raise IngestError(f"{path.name} holds more than {max_files} files (LDH_API_MAX_UPLOAD_FILES)", 413)
+                size = path.stat().st_size
                 for i, m in enumerate(members):
+                    if not 0 <= m.header_offset < size:  # zipfile would seek there: EINVAL, or read garbage
+                        raise zipfile.BadZipFile(f"member {i} starts at byte {m.header_offset}, outside the file")
                     budget -= m.file_size
                     if budget < 0:
                         raise IngestError(f"{path.name} expands beyond {ZIP_EXPANSION_LIMIT}x the upload limit", 413)
@@ -101,9 +104,9 @@ def expand_zips(files: list[Path], folder: Path, max_bytes: int, max_files: int)
                     with zf.open(m) as src, open(dest, "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
                     out.append(dest)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-            # a broken central directory, member data that does not inflate or ends early, or a compression
-            # method zipfile lacks: all a bad upload, not a server error
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
+            # a broken central directory, member data that does not inflate or ends early, a compression
+            # method zipfile lacks, or a member name flagged UTF-8 that is not: all a bad upload, not a server error
             raise IngestError(f"{path.name} is a corrupt or unsupported zip file ({exc})", 422) from exc
         except RuntimeError as exc:  # zipfile's "File ... is encrypted, password required"
             raise IngestError(f"{path.name}: {exc}; upload an unencrypted zip", 422) from exc
@@ -119,8 +122,9 @@ def _spacing(fields: dict[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise IngestError(f"{name} must be a number of millimetres, got {raw!r}", 422) from None
-    if not 0.05 <= value <= 20.0:
-        raise IngestError(f"{name} must be between 0.05 and 20 mm, got {value:g}", 422)
+    low, high = SPACING_RANGE_MM
+    if not low <= value <= high:
+        raise IngestError(f"{name} must be between {low:g} and {high:g} mm, got {value:g}", 422)
     return value
 
 

@@ -20,6 +20,9 @@ from ai_service.errors import InputError
 
 MIN_SLICES = 3
 MAX_IMAGE_SIDE = 4096  # pixels per side of a JPG/PNG slice we decode (MR slices are <= 1024)
+MAX_SLICES = 1024  # slices of one series (a lumbar series has tens; every slice becomes a DICOM instance)
+MAX_VOLUME_VOXELS = 1 << 26  # voxels of an MHA/NIfTI volume read (512x512x256; 256 MiB as float32)
+SPACING_RANGE_MM = (0.05, 20.0)  # plausible MR voxel spacing; outside it the canvas arithmetic overflows
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VOLUME_SUFFIXES = (".mha", ".mhd", ".nii", ".nii.gz", ".nrrd")
 # canonical patient directions of the array axes (slices, rows, columns): the rows go to the feet (-z),
@@ -146,7 +149,9 @@ _MET_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "M
 def check_metaimage(path: Path) -> None:
     """Refuse a corrupt or truncated MetaImage before ITK reads it (ITK would print its complaints on stderr).
 
-    Checks the text header's required keys and, for uncompressed local data, that every pixel byte is there.
+    Checks the text header's required keys, that the pixels are in this file or in a plain file beside it (ITK
+    crashed on a file-name pattern such as ``%s.raw 1 9 1``, and would follow ``../`` out of the upload) and, for
+    uncompressed local data, that every pixel byte is there.
     """
     head = path.read_bytes()[:4096] if path.stat().st_size else b""
     if not head:
@@ -168,24 +173,82 @@ def check_metaimage(path: Path) -> None:
     missing = [k for k in ("NDims", "DimSize", "ElementType") if k not in fields]
     if missing:
         raise InputError(f"{path.name} has a corrupt MetaImage header (missing {', '.join(missing)})")
-    if fields["ElementDataFile"] == "LOCAL" and fields.get("CompressedData", "False").lower() != "true":
-        dims = [int(v) for v in fields["DimSize"].split()]
-        channels = int(fields.get("ElementNumberOfChannels", "1"))
+    ndims = _header_ints(path, fields, "NDims", 1)[0]
+    dims = _header_ints(path, fields, "DimSize", ndims)
+    channels = _header_ints(path, fields, "ElementNumberOfChannels", 1, "1")[0]
+    data_file = fields["ElementDataFile"]
+    if data_file != "LOCAL" and not re.fullmatch(r"[\w.-]+", data_file) or data_file in ("LIST", ".", ".."):
+        raise InputError(f"{path.name} names its pixel data {data_file!r}; give LOCAL (one .mha file) or the name "
+                         "of a .raw file uploaded beside it (no paths, lists or patterns)")
+    if data_file == "LOCAL" and fields.get("CompressedData", "False").lower() != "true":
         expected = int(np.prod(dims)) * channels * _MET_BYTES.get(fields["ElementType"], 1)
         found = path.stat().st_size - offset
         if found < expected:
             raise InputError(f"{path.name} is truncated: {found} of {expected} pixel bytes present")
 
 
+def _header_ints(path: Path, fields: dict[str, str], key: str, count: int, default: str | None = None) -> list[int]:
+    """``count`` positive integers from a MetaImage header field, or an :class:`InputError` naming the field."""
+    raw = fields.get(key, default) or ""
+    values = raw.split()
+    if len(values) != count or not all(v.isdigit() and int(v) > 0 for v in values):
+        want = "a positive integer" if count == 1 else f"{count} positive integers (one per dimension)"
+        raise InputError(f"{path.name} has a corrupt MetaImage header ({key} {raw!r} is not {want})")
+    return [int(v) for v in values]
+
+
+def check_itk_header(path: Path) -> None:
+    """Refuse, from its header alone, a volume ITK would read into too much memory or fill with zeros: a header
+    can claim 32767 x 8 x 4 voxels, or a million channels, over 512 bytes of pixels (ITK allocates them all before
+    it fails), and ITK reads a short NIfTI without an error."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"{path.name} could not be read as an MHA/NIfTI volume (corrupt or truncated file)") from exc
+    size = reader.GetSize()
+    if len(size) != 3 or reader.GetNumberOfComponents() != 1:  # before ITK allocates 1000000 channels
+        raise InputError(f"{path.name} is not a 3D single-channel volume; LDH Assist needs a series of slices")
+    voxels = int(np.prod(size, dtype=np.int64))
+    if max(size) > max(MAX_IMAGE_SIDE, MAX_SLICES) or voxels > MAX_VOLUME_VOXELS:
+        raise InputError(f"{path.name} claims {' x '.join(map(str, size))} voxels; LDH Assist reads 3D volumes of at "
+                         f"most {MAX_VOLUME_VOXELS} voxels and {MAX_IMAGE_SIDE} per side (corrupt or hostile file?)")
+    if ".nii" in path.name.lower():
+        pixel = sitk.Image([1, 1, 1], reader.GetPixelID()).GetSizeOfPixelComponent()
+        needed = NIFTI1_HEADER_BYTES + voxels * pixel
+        found = _stream_bytes(path, needed)
+        if found < needed:
+            raise InputError(f"{path.name} is truncated: its header and {voxels} voxels need at least {needed} bytes, "
+                             f"the file holds {found}")
+
+
+NIFTI1_HEADER_BYTES = 348
+
+
+def _stream_bytes(path: Path, limit: int) -> int:
+    """The bytes a (maybe gzipped) file holds, counted up to ``limit`` (a gzip bomb is not inflated further)."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    total = 0
+    try:
+        with opener(path, "rb") as fh:
+            while total < limit and (chunk := fh.read(min(1 << 20, limit - total))):
+                total += len(chunk)
+    except (OSError, EOFError) as exc:  # a corrupt gzip stream
+        raise InputError(f"{path.name} could not be read as an MHA/NIfTI volume (corrupt or truncated file)") from exc
+    return total
+
+
 def load_itk_volume(path: Path) -> Volume:
-    if path.suffix.lower() == ".mha":
+    if path.suffix.lower() in (".mha", ".mhd"):
         check_metaimage(path)
+    check_itk_header(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputError(f"{path.name} could not be read as an MHA/NIfTI volume (corrupt or truncated file)") from exc
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path.name} is not a 3D single-channel volume; LDH Assist needs a series of slices")
     image = _slice_axis_last(image)
     array = sitk.GetArrayFromImage(image).astype(np.float32)
     kind = "nifti" if ".nii" in path.name.lower() else "mha"
@@ -326,6 +389,7 @@ def _load_single_frames(datasets: list[Dataset]) -> Volume:
     positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
     order, spacing = _slice_spacing(positions, normal, "the DICOM series")
     datasets = [datasets[i] for i in order]
+    _check_pixel_count(first, len(datasets))
     try:
         array = np.stack([_rescaled(ds, ds.pixel_array) for ds in datasets])
     except Exception as exc:  # noqa: BLE001
@@ -345,7 +409,21 @@ def _load_single_frames(datasets: list[Dataset]) -> Volume:
         sop_instance_uids=[str(ds.SOPInstanceUID) for ds in datasets],
         datasets=datasets,
     )
+    _check_slices(volume, "the DICOM series")
     return volume
+
+
+def _check_pixel_count(ds: Dataset, slices: int) -> None:
+    """Refuse, before decoding, pixel data whose header claims more than any MR series: a mutated Rows or
+    NumberOfFrames in a small RLE/JPEG file made the decoder allocate gigabytes (bench.fuzz: 0.9 -> 2.0 GB)."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise InputError("the DICOM image lacks a valid Rows / Columns / SamplesPerPixel") from exc
+    if max(rows, cols) > MAX_IMAGE_SIDE or rows * cols * samples * slices > MAX_VOLUME_VOXELS:
+        raise InputError(f"the DICOM series claims {slices} x {rows} x {cols} pixels ({samples} per pixel); LDH "
+                         f"Assist reads at most {MAX_VOLUME_VOXELS} and {MAX_IMAGE_SIDE} per side (corrupt header?)")
 
 
 def _load_multiframe(ds: Dataset) -> Volume:
@@ -361,13 +439,14 @@ def _load_multiframe(ds: Dataset) -> Volume:
         raise InputError(f"the image has {len(frames)} frame(s); LDH Assist needs at least {MIN_SLICES} slices")
     row_dir, col_dir, normal, row_sp, col_sp = _geometry_of(iop, pixel_spacing)
     order, spacing = _slice_spacing(positions, normal, "the multi-frame image")
+    _check_pixel_count(ds, max(len(frames), int(ds.get("NumberOfFrames", 1) or 1)))
     try:
         pixels = ds.pixel_array.astype(np.float32)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"the DICOM pixel data could not be decoded ({exc.__class__.__name__})") from exc
     array = pixels[order]
     direction = np.stack([row_dir, col_dir, normal], axis=1)
-    return Volume(
+    volume = Volume(
         array,
         (col_sp, row_sp, spacing),
         tuple(float(v) for v in positions[order[0]]),
@@ -380,6 +459,8 @@ def _load_multiframe(ds: Dataset) -> Volume:
         frame_numbers=[int(i) + 1 for i in order],
         datasets=[ds],
     )
+    _check_slices(volume, "the multi-frame image")
+    return volume
 
 
 def _check_slices(volume: Volume, what: str) -> None:
@@ -388,3 +469,14 @@ def _check_slices(volume: Volume, what: str) -> None:
             f"{what} holds {volume.array.shape[0]} slice(s); LDH Assist needs a sagittal series of at least "
             f"{MIN_SLICES} slices"
         )
+    if volume.array.shape[0] > MAX_SLICES:
+        raise InputError(f"{what} holds {volume.array.shape[0]} slices; LDH Assist reads series of at most "
+                         f"{MAX_SLICES} slices (a lumbar series has tens)")
+    low, high = SPACING_RANGE_MM
+    if not all(low <= s <= high for s in volume.spacing):  # NaN fails too
+        raise InputError(f"{what} has a voxel spacing of {' x '.join(f'{s:g}' for s in volume.spacing)} mm; an MR "
+                         f"series has {low:g} to {high:g} mm (corrupt header?)")
+    if not np.all(np.isfinite(volume.direction)) or not np.all(np.isfinite(volume.origin)):
+        raise InputError(f"{what} has a non-finite orientation or origin (corrupt header?)")
+    if not np.all(np.isfinite(volume.array)):
+        raise InputError(f"{what} holds non-finite voxel values (NaN or infinity; corrupt file?)")

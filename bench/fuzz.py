@@ -2,12 +2,15 @@
 
 Doors: ``dimse`` (mutated C-STORE data sets seeded from pydicom's real MR files, and PDU-level attacks),
 ``upload`` (hostile files and bodies to ``POST /api/studies``), ``feedback`` (hostile JSON to a study's
-feedback). Per door at most ``--count`` examples and ``--minutes`` minutes. Goals: 0 crashes or hangs (the
-process stays up, its API and DICOM port answer), every bad input answered with a clear status (a C-STORE
-status, an A-ABORT / A-ASSOCIATE-RJ, or an HTTP 4xx with a ``detail``), 0 acknowledged instances missing from
-the inbox after the run, RSS bounded (peak within ``RSS_BOUND`` x the RSS after start-up).
+feedback), ``stow`` (hostile STOW-RS requests to ``POST /dicomweb/studies``). Per door at most ``--count``
+examples and ``--minutes`` minutes. Goals: 0 crashes or hangs (the process stays up, its API and DICOM port
+answer), every bad input answered with a clear status (a C-STORE status, an A-ABORT / A-ASSOCIATE-RJ, an HTTP
+4xx with a ``detail``, or a STOW-RS Store Instances Response), 0 acknowledged instances (C-STORE success, or
+listed as stored by STOW-RS) missing from the inbox after the run, no analysis job failed through our fault
+(a hostile input that is accepted is analysed: its job may fail only as the input's fault), RSS bounded (peak
+within ``RSS_BOUND`` x the RSS after start-up and one phantom analysis).
 
-Run: ``python -m bench.fuzz [--count 10000] [--minutes 20] [--doors dimse,upload,feedback] [--seed 1]``.
+Run: ``python -m bench.fuzz [--count 10000] [--minutes 20] [--doors dimse,upload,feedback,stow] [--seed 1]``.
 Writes bench/results/fuzz.json and prints one line per door.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,14 +30,15 @@ import httpx
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from bench.common import write_result
-from bench.fuzz_cases import (ESCAPE, FEEDBACK_OK, UPLOAD_OK, DimseCase, FeedbackCase, UploadCase, dimse_cases,
-                              feedback_cases, upload_cases)
+from bench.fuzz_cases import (ESCAPE, FEEDBACK_OK, STOW_OK, UPLOAD_OK, DimseCase, FeedbackCase, StowCase,
+                              UploadCase, dimse_cases, feedback_cases, stow_cases, upload_cases)
 from bench.raw_dicom import RawAssociation
-from bench.serve_process import RssSampler, ServeProcess
+from bench.serve_process import RssSampler, ServeProcess, tree_rss_mb
 
 RSS_BOUND = 2.0
 LIVENESS_EVERY = 25
-DOORS = ("dimse", "upload", "feedback")
+DOORS = ("dimse", "upload", "feedback", "stow")
+STORED_SEQUENCE, INSTANCE_UID = "00081199", "00081155"  # Store Instances Response: ReferencedSOPSequence
 
 
 @dataclass
@@ -46,13 +51,20 @@ class Door:
     acked: set[str] = field(default_factory=set)
     examples: int = 0
     seconds: float = 0.0
+    kind_seconds: Counter = field(default_factory=Counter)  # where the door's time goes, per case kind
+    kind_examples: Counter = field(default_factory=Counter)
+    rss_jumps: list[tuple[float, str]] = field(default_factory=list)  # (MiB the tree grew during it, case)
 
     def finding(self, case, problem: str) -> None:
         self.findings.append({"case": repr(case)[:600], "problem": problem[:600]})
 
     def summary(self) -> dict:
+        slowest = {k: {"examples": self.kind_examples[k], "seconds": round(t, 1),
+                       "mean_ms": round(1e3 * t / self.kind_examples[k])} for k, t in self.kind_seconds.most_common(12)}
         return {"examples": self.examples, "seconds": round(self.seconds, 1), "findings": len(self.findings),
-                "examples_of_findings": self.findings[:20], "outcomes": dict(self.outcomes.most_common(40))}
+                "examples_of_findings": self.findings[:20], "outcomes": dict(self.outcomes.most_common(40)),
+                "slowest_kinds": slowest,
+                "largest_rss_jumps": [{"mib": round(m, 1), "case": c} for m, c in sorted(self.rss_jumps)[-5:][::-1]]}
 
 
 # ---------------------------------------------------------------------------------------------- one example
@@ -128,9 +140,44 @@ def try_feedback(svc: ServeProcess, client: httpx.Client, study: str, case: Feed
         door.finding(case, problem)
 
 
+def try_stow(svc: ServeProcess, client: httpx.Client, case: StowCase, door: Door) -> None:
+    """A 4xx must say why (``detail``); 200/202/409 must be a Store Instances Response, and every instance it lists
+    as stored counts as acknowledged (checked against the inbox after the run)."""
+    headers = {**svc.headers, "Content-Type": case.content_type, **({"Accept": case.accept} if case.accept else {})}
+    path = "/dicomweb/studies" + (f"/{case.study}" if case.study is not None else "")
+    response = client.post(f"{svc.url}{path}", content=case.body, headers=headers)
+    door.outcomes[f"{case_kind(case)} {response.status_code}"] += 1
+    if response.status_code not in (200, 202, 409):
+        problem = _clear(response, STOW_OK)
+        if problem:
+            door.finding(case, problem)
+        return
+    if "json" not in response.headers.get("content-type", ""):
+        return  # the XML rendering (Accept asked for it): its status was checked
+    try:
+        body = response.json()
+        stored = body.get(STORED_SEQUENCE, {}).get("Value", [])
+        door.acked |= {item[INSTANCE_UID]["Value"][0] for item in stored}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        door.finding(case, f"HTTP {response.status_code} without a readable Store Instances Response ({exc!r}): "
+                           f"{response.text[:200]}")
+        return
+    if (response.status_code == 409) != (not stored):
+        door.finding(case, f"HTTP {response.status_code} but {len(stored)} instance(s) listed as stored")
+
+
 # ---------------------------------------------------------------------------------------------- doors
-def run_door(name: str, strategy, attempt, svc: ServeProcess, count: int, seconds: float, rng_seed: int) -> Door:
-    """Up to ``count`` hypothesis examples (or ``seconds``); liveness checked every LIVENESS_EVERY examples."""
+def case_kind(case) -> str:
+    """The case's kind: its name's first part, and its second when that is one word (``zip:bomb``, ``raw:mha``,
+    ``store:flip``; ``store:flip+vr`` is ``store``), so that the kinds stay few."""
+    parts = str(getattr(case, "name", case)).split(":")
+    return ":".join(parts[:2]) if len(parts) > 1 and re.fullmatch(r"[a-z_]+", parts[1]) else parts[0]
+
+
+def run_door(name: str, strategy, attempt, svc: ServeProcess, sampler: RssSampler, count: int, seconds: float,
+             rng_seed: int) -> Door:
+    """Up to ``count`` hypothesis examples (or ``seconds``); liveness checked every LIVENESS_EVERY examples.
+    RSS samples are labelled ``door/kind`` and the time of each example is added to its kind."""
     door = Door(name)
     t0 = time.monotonic()
     end = t0 + seconds
@@ -143,12 +190,20 @@ def run_door(name: str, strategy, attempt, svc: ServeProcess, count: int, second
         if time.monotonic() > end or door.findings and door.findings[-1]["problem"].startswith("service down"):
             return
         door.examples += 1
+        kind = case_kind(case)
+        sampler.label = f"{name}/{kind}"
+        started, rss_before = time.monotonic(), tree_rss_mb(svc.proc.pid)
         try:
             attempt(case, door)
         except (httpx.TimeoutException, TimeoutError) as exc:
             door.finding(case, f"hang: no answer in time ({type(exc).__name__})")
         except (httpx.HTTPError, OSError) as exc:
             door.finding(case, f"connection failed: {type(exc).__name__}: {exc}")
+        door.kind_seconds[kind] += time.monotonic() - started
+        door.kind_examples[kind] += 1
+        jump = tree_rss_mb(svc.proc.pid) - rss_before
+        if jump > 50:  # which input made the service grow (the sampler's labels only say what ran around then)
+            door.rss_jumps.append((jump, repr(case)[:300]))
         if door.examples % LIVENESS_EVERY == 0 and not svc.alive():
             door.finding(case, "service down after this example")
 
@@ -189,34 +244,41 @@ def fuzz(doors: list[str], count: int, seconds: float, rng_seed: int, work: Path
     acked: set[str] = set()
     try:
         with httpx.Client(headers=svc.headers, timeout=120) as client:
-            study = analysed_study(svc, client, work) if "feedback" in doors else ""
+            # always: the baseline must include the models' working memory, whichever doors run
+            study = analysed_study(svc, client, work)
             baseline = max(baseline, sampler.mark("after warm-up"))
             attempts = {"dimse": (dimse_cases(), lambda c, d: try_dimse(svc, c, d)),
                         "upload": (upload_cases(), lambda c, d: try_upload(svc, client, c, d)),
-                        "feedback": (feedback_cases(), lambda c, d: try_feedback(svc, client, study, c, d))}
+                        "feedback": (feedback_cases(), lambda c, d: try_feedback(svc, client, study, c, d)),
+                        "stow": (stow_cases(), lambda c, d: try_stow(svc, client, c, d))}
             for name in doors:
                 sampler.mark(name)
                 strategy, attempt = attempts[name]
-                results[name] = run_door(name, strategy, attempt, svc, count, seconds, rng_seed)
+                results[name] = run_door(name, strategy, attempt, svc, sampler, count, seconds, rng_seed)
                 acked |= results[name].acked
-            history = client.get(f"{svc.url}/api/studies/{study}/feedback").status_code if study else None
+            history = client.get(f"{svc.url}/api/studies/{study}/feedback").status_code \
+                if "feedback" in doors else None
     finally:
         sampler.mark("end")
         end_rss = sampler.samples[-1][2]
         sampler.stop()
         exit_code = svc.stop()
     missing = svc.missing_instances(acked)
+    jobs, jobs_failed_ours = svc.job_outcomes()
     escaped = escaped_files(work)
     peak = sampler.peak()
-    per_door = {n: d.summary() | {"rss_peak_mb": round(sampler.peak(n), 1)} for n, d in results.items()}
+    per_door = {n: d.summary() | {"rss_peak_mb": round(sampler.peak(n), 1),
+                                  "rss_peak_by_kind_mb": sampler.peaks_under(n)} for n, d in results.items()}
     findings = sum(d["findings"] for d in per_door.values())
     return {
         "count_per_door": count, "max_seconds_per_door": seconds, "seed": rng_seed, "doors": per_door,
         "acknowledged_instances": len(acked), "acknowledged_missing": len(missing), "missing": missing[:20],
         "escaped_files": escaped, "feedback_history_status": history, "serve_exit_code": exit_code,
+        "jobs": jobs, "jobs_failed_ours": len(jobs_failed_ours), "jobs_failed_ours_examples": jobs_failed_ours[:20],
         "rss_mb": {"baseline": round(baseline, 1), "peak": round(peak, 1), "end": round(end_rss, 1),
                    "bound": round(baseline * RSS_BOUND, 1)},
-        "goals_met": findings == 0 and not missing and not escaped and peak <= baseline * RSS_BOUND
+        "goals_met": findings == 0 and not missing and not escaped and not jobs_failed_ours
+        and peak <= baseline * RSS_BOUND
         and exit_code == 0 and history in (None, 200),
         "serve_log_tail": svc.log_tail(3000),
     }
@@ -245,7 +307,8 @@ def main() -> None:
     rss = result["rss_mb"]
     print(f"fuzz: {'goals met' if result['goals_met'] else 'GOALS NOT MET'}; acknowledged "
           f"{result['acknowledged_instances']}, missing {result['acknowledged_missing']}; escaped files "
-          f"{len(result['escaped_files'])}; RSS {rss['baseline']:.0f} -> peak {rss['peak']:.0f} MiB "
+          f"{len(result['escaped_files'])}; jobs {result['jobs']}, failed through our fault "
+          f"{result['jobs_failed_ours']}; RSS {rss['baseline']:.0f} -> peak {rss['peak']:.0f} MiB "
           f"(bound {rss['bound']:.0f}); serve exit {result['serve_exit_code']}; wrote {path}")
 
 

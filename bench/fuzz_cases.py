@@ -4,7 +4,9 @@
   PDU-level attacks (garbage instead of an A-ASSOCIATE-RQ, bogus PDU/PDV lengths, abort mid-PDU, ...);
 - :func:`upload_cases`: corrupt MHA/NIfTI headers, PNG and zip bombs, traversal and symlink zip entries, huge
   dimensions in tiny files, wrong content types;
-- :func:`feedback_cases`: hostile feedback JSON.
+- :func:`feedback_cases`: hostile feedback JSON;
+- :func:`stow_cases`: STOW-RS requests (mutated Part 10 parts, non-DICOM parts, truncated bodies, wrong boundaries,
+  content types, ``Accept`` headers and study UIDs).
 
 Each case says which answers are acceptable; anything else (a 5xx, a dropped connection where a status was
 owed, no answer in time) is a finding.
@@ -269,7 +271,11 @@ def pdu_case(draw) -> DimseCase:
     elif kind == "abort_mid_pdu":
         cut = store[: draw(st.integers(1, len(store) - 1))]
         tail = draw(st.sampled_from([b"", HEADER.pack(7, 4) + bytes(4)]))
-        return DimseCase(kind, associate=True, raw=cut + tail, expect=frozenset({"abort", "closed"}))
+        # an A-ABORT sent inside the last PDU's declared length is that PDU's payload, not an abort: the data set
+        # then arrives complete (and garbled), and a C-STORE status is the right answer
+        completes = len(cut) + len(tail) >= len(store)
+        return DimseCase(kind, associate=True, raw=cut + tail,
+                         expect=frozenset({"abort", "closed"} | ({"status"} if completes else set())))
     else:  # short_length: the PDU says less than what follows; the rest is read as the next PDU
         raw = HEADER.pack(P_DATA, draw(st.integers(6, 40))) + store[6:]
     return DimseCase(kind, associate=True, raw=raw, expect=frozenset({"abort"}))
@@ -586,3 +592,62 @@ def feedback_cases(draw) -> FeedbackCase:
              "application/json; charset=utf-16"])))
     return FeedbackCase(kind, b'{"action": "accept"}', study=draw(st.sampled_from(
         ["1.2.3", "..", "%2e%2e%2f%2e%2e", "a" * 300, "1.2.840.10008.5.1.4.1.1.4", "%00", "x;y"])))
+
+
+# ---------------------------------------------------------------------------------------------- STOW-RS
+@dataclass
+class StowCase:
+    """One ``POST /dicomweb/studies[/{study}]``: ``body`` under ``content_type`` (every instance the response
+    says was stored must be in the inbox after the run)."""
+
+    name: str
+    body: bytes
+    content_type: str
+    accept: str | None = None
+    study: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"StowCase({self.name}, body={len(self.body)} B, ctype={self.content_type!r}, accept={self.accept!r}, "
+                f"study={self.study!r})")
+
+
+STOW_OK = {200, 202, 400, 404, 406, 409, 413, 415}  # 404: a study path the client normalised (/studies/..)
+STOW_BOUNDARY = "ldh-fuzz-boundary"
+STOW_TYPE = f'multipart/related; type="application/dicom"; boundary={STOW_BOUNDARY}'
+
+
+def multipart_related(parts: list[tuple[str, bytes]], boundary: str = STOW_BOUNDARY) -> bytes:
+    out = b"".join(f"--{boundary}\r\nContent-Type: {media}\r\n\r\n".encode() + data + b"\r\n" for media, data in parts)
+    return out + f"--{boundary}--\r\n".encode()
+
+
+@st.composite
+def stow_cases(draw) -> StowCase:
+    kind = draw(st.sampled_from(["parts", "parts", "parts", "truncated", "boundary", "ctype", "accept", "study",
+                                 "garbage"]))
+    files, ops = draw(dicom_files())  # mutated Part 10 instances (some still valid)
+    parts = [("application/dicom", b) for _, b in files]
+    if kind == "parts" and draw(st.booleans()):  # a non-DICOM part, or a part with another media type
+        parts.insert(draw(st.integers(0, len(parts))), draw(st.sampled_from(
+            [("application/dicom", draw(st.binary(max_size=512))), ("application/dicom+json", b"{}"),
+             ("image/png", b"\x89PNG\r\n\x1a\n"), ("application/dicom", b"")])))
+    body = multipart_related(parts)
+    ctype, accept, study = STOW_TYPE, None, None
+    if kind == "truncated":
+        body = body[: draw(st.integers(0, len(body) - 1))]
+    elif kind == "boundary":
+        body = body.replace(STOW_BOUNDARY.encode(), draw(st.sampled_from([b"other", b"", b"ldh-fuzz"])),
+                            draw(st.integers(1, 3)))
+    elif kind == "ctype":
+        ctype = draw(st.sampled_from(["multipart/related", "multipart/related; type=\"application/dicom\"",
+                                      f"multipart/form-data; boundary={STOW_BOUNDARY}", "application/dicom", "",
+                                      f"multipart/related; type=\"application/dicom+json\"; boundary={STOW_BOUNDARY}",
+                                      f"multipart/related; type=application/dicom; boundary=\"{STOW_BOUNDARY}\""]))
+    elif kind == "accept":
+        accept = draw(st.sampled_from(["application/dicom+xml", "text/html", "application/json;q=0", "*/*;q=x",
+                                       "application/dicom+json;q=0.1, application/dicom+xml", ",,,"]))
+    elif kind == "study":
+        study = draw(st.sampled_from(["1.2.3", "..", "a" * 80, "1.2.840.10008.5.1.4.1.1.4", "1..2", "%2e%2e"]))
+    elif kind == "garbage":
+        body = draw(st.binary(max_size=2048))
+    return StowCase(f"{kind}:{ops}", body, ctype, accept, study)

@@ -59,8 +59,18 @@ class RssSampler(threading.Thread):
         return now
 
     def peak(self, label: str | None = None) -> float:
-        values = [r for _, lab, r in self.samples if label is None or lab == label]
+        """The highest sample labelled ``label`` or ``label/...`` (all samples when None)."""
+        values = [r for _, lab, r in self.samples if label is None or lab == label or lab.startswith(f"{label}/")]
         return max(values) if values else 0.0
+
+    def peaks_under(self, label: str, top: int = 8) -> dict[str, float]:
+        """The ``top`` highest peaks among the sub-labels ``label/<kind>``, by kind (what a peak was seen during)."""
+        peaks: dict[str, float] = {}
+        for _, lab, r in self.samples:
+            if lab.startswith(f"{label}/"):
+                kind = lab[len(label) + 1:]
+                peaks[kind] = max(peaks.get(kind, 0.0), r)
+        return {k: round(v, 1) for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:top]}
 
     def stop(self) -> None:
         self._stop.set()
@@ -134,6 +144,32 @@ class ServeProcess:
         finally:
             con.close()
         return sorted(u for u in sop_uids if u not in rows or not (self.data_dir / rows[u]).is_file())
+
+    def job_outcomes(self) -> tuple[dict[str, int], list[str]]:
+        """(node and API job counts by state, the errors of jobs that failed through our fault), after :meth:`stop`.
+
+        An API job failed with ``error_status`` >= 500, or a node job failed with an error that is not the input's
+        (the node bridge's list of input errors), is a crash of the analysis, even when the HTTP answer was fine."""
+        from ai_service.api.node_bridge import _INPUT_ERRORS
+
+        counts: dict[str, int] = {}
+        ours: list[str] = []
+        for db, sql in (("node.db", "SELECT state, error, 0 FROM jobs"),
+                        ("api-jobs.sqlite", "SELECT state, error, COALESCE(error_status, 0) FROM jobs")):
+            if not (self.data_dir / db).exists():
+                continue
+            con = sqlite3.connect(f"file:{self.data_dir / db}?mode=ro", uri=True)
+            try:
+                rows = con.execute(sql).fetchall()
+            finally:
+                con.close()
+            where = db.split(".")[0]
+            for state, error, status in rows:
+                counts[f"{where} {state}"] = counts.get(f"{where} {state}", 0) + 1
+                internal = status >= 500 if where == "api-jobs" else not (error or "").startswith(_INPUT_ERRORS)
+                if state == "failed" and internal:
+                    ours.append(f"{where}: {(error or '')[:300]}")
+        return counts, ours
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

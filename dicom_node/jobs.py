@@ -89,9 +89,9 @@ class JobQueue:
                 [(job.id, job.study_uid, dest, str(path), sop, now, now, now) for dest, path, sop in exports],
             )
 
-    def fail(self, job: Job, error: str) -> bool:
-        """Record a failure; True when the job will be retried."""
-        retry = job.attempts < self.max_attempts
+    def fail(self, job: Job, error: str, retryable: bool = True) -> bool:
+        """Record a failure; True when the job will be retried (never when it is not ``retryable``)."""
+        retry = retryable and job.attempts < self.max_attempts
         with self.db.tx() as con:
             con.execute("UPDATE jobs SET state = ?, error = ?, updated = ? WHERE id = ?",
                         ("queued" if retry else "failed", error[:2000], time.time(), job.id))

@@ -232,7 +232,9 @@ class Node:
             files = [Path(p) for p in self.analyzer(job.series_dir, out_dir)]
             exports = self.exporter.exports_for([(p, _sop_uid(p)) for p in files])
         except Exception as exc:
-            retry = self.jobs.fail(job, f"{type(exc).__name__}: {exc}")
+            # a ValueError (the analyzer's "this input cannot be analysed") fails the same way every time: retries
+            # are for what may pass next time (a full disk, a model being swapped)
+            retry = self.jobs.fail(job, f"{type(exc).__name__}: {exc}", retryable=not isinstance(exc, ValueError))
             log.error("analysis failed", extra={"study": job.study_uid, "series": job.series_uid,
                                                 "error": str(exc)[:300], "retry": retry}, exc_info=not retry)
             return 1

@@ -28,12 +28,12 @@ def _png(shape, value=100) -> bytes:
     return buf.tobytes()
 
 
-def _mha_bytes(array: np.ndarray, spacing, direction=None) -> bytes:
+def _mha_bytes(array: np.ndarray, spacing, direction=None, suffix: str = ".mha") -> bytes:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
     if direction is not None:
         image.SetDirection(direction)
-    path = phantom()[1].parent / f"tmp-{abs(hash((array.shape, spacing, direction)))}.mha"
+    path = phantom()[1].parent / f"tmp-{abs(hash((array.shape, spacing, direction)))}{suffix}"
     sitk.WriteImage(image, str(path))
     data = path.read_bytes()
     path.unlink()
@@ -69,6 +69,49 @@ def _zip_with_broken_member() -> bytes:
     return bytes(raw)
 
 
+def _nifti_spacing(spacing) -> bytes:
+    """A 12-slice sagittal NIfTI (random texture) with ``spacing`` (x, y, z) mm in its header."""
+    rng = np.random.default_rng(3)
+    return _mha_bytes((rng.random((12, 64, 64)) * 1000).astype(np.int16), spacing, (0, 0, -1, 1, 0, 0, 0, -1, 0),
+                      suffix=".nii")
+
+
+def _dicom_series(**header) -> list:
+    """The phantom's DICOM series with ``header`` values set in every instance (pixel data unchanged)."""
+    import pydicom
+
+    files = []
+    for path in sorted((phantom()[1] / "dicom").iterdir()):
+        ds = pydicom.dcmread(path)
+        for key, value in header.items():
+            setattr(ds, key, value)
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        files.append(("files", (path.name, buf.getvalue(), "application/dicom")))
+    return files
+
+
+def _zip_patched(where: str) -> bytes:
+    """A one-member zip whose directory puts the member before the file's start (``offset``: zipfile's seek failed
+    with EINVAL) or whose local name is flagged UTF-8 but is not (``name``: UnicodeDecodeError). Both were 500s
+    found by bench.fuzz."""
+    import io
+    import struct
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.dcm", bytes(4096))
+    raw = bytearray(buf.getvalue())
+    if where == "offset":
+        end = raw.find(b"PK\x05\x06")
+        struct.pack_into("<I", raw, end + 16, struct.unpack_from("<I", raw, end + 16)[0] + 100)
+    else:
+        struct.pack_into("<H", raw, 6, struct.unpack_from("<H", raw, 6)[0] | 0x800)
+        raw[31] = 0xB1
+    return bytes(raw)
+
+
 def _huge_png_header(width: int = 65535, height: int = 65536) -> bytes:
     """A PNG whose IHDR claims 65535 x 65536 pixels with a few bytes of data (found by bench.fuzz: OpenCV's pixel
     limit raised inside imread, a 500)."""
@@ -80,6 +123,28 @@ def _huge_png_header(width: int = 65535, height: int = 65536) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _mha_header(**fields: str) -> bytes:
+    """A MetaImage header (8x8x4 shorts, their pixel bytes after it) with ``fields`` replaced: found by bench.fuzz
+    (a DimSize that is not integers was a ValueError, a 500)."""
+    header = {"ObjectType": "Image", "NDims": "3", "DimSize": "8 8 4", "ElementType": "MET_SHORT", **fields}
+    header["ElementDataFile"] = header.pop("ElementDataFile", "LOCAL")  # it ends the header
+    return "".join(f"{k} = {v}\n" for k, v in header.items()).encode() + bytes(8 * 8 * 4 * 2)
+
+
+def _nifti(dim1: int = 8, keep: int | None = None) -> bytes:
+    """An 8x8x4 NIfTI-1 (gzipped) whose header says ``dim1`` columns, cut to ``keep`` bytes before gzip: found by
+    bench.fuzz (32767 columns over 512 pixel bytes was read as zeros into 32767 slices, a 120 s hang)."""
+    import gzip
+    import struct
+
+    path = phantom()[1].parent / "tmp-fuzz.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16)), str(path))
+    raw = bytearray(path.read_bytes())
+    path.unlink()
+    struct.pack_into("<h", raw, 42, dim1)
+    return gzip.compress(bytes(raw[:keep]))
 
 
 CASES = {
@@ -100,12 +165,55 @@ CASES = {
                     "series.zip is a corrupt or unsupported zip file"),
     "zip whose member does not inflate": (lambda: [("files", ("series.zip", _zip_with_broken_member(), "application/zip"))],
                                           422, "series.zip is a corrupt or unsupported zip file"),
+    "zip whose member starts before the file": (
+        lambda: [("files", ("series.zip", _zip_patched("offset"), "application/zip"))], 422,
+        "series.zip is a corrupt or unsupported zip file (member 0 starts at byte -100"),
+    "zip whose member name is flagged UTF-8 but is not": (
+        lambda: [("files", ("series.zip", _zip_patched("name"), "application/zip"))], 422,
+        "series.zip is a corrupt or unsupported zip file ('utf-8' codec can't decode"),
     "PNG header claiming 65535x65536 pixels": (lambda: [("files", (f"s_{i:02d}.png", _png((64, 64)) if i else
                                                                    _huge_png_header(), "image/png")) for i in range(4)],
                                                422, "s_00.png claims more pixels than"),
     "PNG header claiming 9000x64 pixels": (lambda: [("files", (f"s_{i:02d}.png", _png((64, 64)) if i else
                                                               _huge_png_header(9000, 64), "image/png")) for i in range(4)],
                                            422, "s_00.png claims 9000x64 pixels"),
+    "MHA header with a non-numeric DimSize": (lambda: [("files", ("dims.mha", _mha_header(DimSize="a b c"),
+                                                                   "application/octet-stream"))], 422,
+                                              "dims.mha has a corrupt MetaImage header (DimSize 'a b c'"),
+    "MHA header with a DimSize in floats": (lambda: [("files", ("dims.mha", _mha_header(DimSize="1e9 1 1"),
+                                                                 "application/octet-stream"))], 422,
+                                            "dims.mha has a corrupt MetaImage header (DimSize '1e9 1 1'"),
+    "MHA header with fewer sizes than NDims": (lambda: [("files", ("dims.mha", _mha_header(DimSize="8 8"),
+                                                                    "application/octet-stream"))], 422,
+                                               "dims.mha has a corrupt MetaImage header (DimSize '8 8'"),
+    "MHA header with a non-numeric channel count": (
+        lambda: [("files", ("ch.mha", _mha_header(ElementNumberOfChannels="x"), "application/octet-stream"))], 422,
+        "ch.mha has a corrupt MetaImage header (ElementNumberOfChannels 'x'"),
+    "compressed MHA claiming a million channels": (  # found by bench.fuzz: ITK allocated 488 MiB before failing
+        lambda: [("files", ("ch.mha", _mha_header(CompressedData="True", ElementNumberOfChannels="1000000"),
+                            "application/octet-stream"))], 422, "ch.mha is not a 3D single-channel volume"),
+    "MHA whose pixel file is a name pattern": (
+        lambda: [("files", ("pat.mha", _mha_header(CompressedData="true", ElementDataFile="%s.raw 1 9 1"),
+                            "application/octet-stream"))], 422,
+        "pat.mha names its pixel data '%s.raw 1 9 1'"),  # found by bench.fuzz: ITK crashed the service (SIGSEGV)
+    "MHA whose pixel file is outside the upload": (
+        lambda: [("files", ("out.mha", _mha_header(ElementDataFile="../../etc/passwd"), "application/octet-stream"))],
+        422, "out.mha names its pixel data '../../etc/passwd'"),
+    "NIfTI header claiming 32767 x 8 x 4 voxels": (
+        lambda: [("files", ("big.nii.gz", _nifti(dim1=32767), "application/octet-stream"))], 422,
+        "big.nii.gz claims 32767 x 8 x 4 voxels"),
+    "truncated NIfTI": (lambda: [("files", ("short.nii.gz", _nifti(keep=600), "application/octet-stream"))], 422,
+                        "short.nii.gz is truncated"),
+    "NIfTI with 1e38 mm pixels": (  # found by bench.fuzz: analysed, then int(NaN) in the job, an internal error
+        lambda: [("files", ("far.nii", _nifti_spacing((1e38, 0.8, 4.0)), "application/octet-stream"))], 422,
+        "far.nii has a voxel spacing of 1e+38 x 0.8 x 4 mm"),
+    "NIfTI with 0.001 mm slices": (
+        lambda: [("files", ("thin.nii", _nifti_spacing((0.8, 0.8, 0.001)), "application/octet-stream"))], 422,
+        "thin.nii has a voxel spacing of 0.8 x 0.8 x 0.001 mm"),
+    "DICOM header claiming 4000x4000 pixels": (  # checked before decoding (a bomb in RLE/JPEG would allocate)
+        lambda: _dicom_series(Rows=4000, Columns=4000), 422, "the DICOM series claims"),
+    "DICOM series with NaN pixel spacing": (  # found by bench.fuzz: analysed, then int(NaN), an internal error
+        lambda: _dicom_series(PixelSpacing=["nan", "nan"]), 422, "the DICOM series has a voxel spacing of nan x nan"),
     "volume mixed with slices": (lambda: [("files", ("a.mha", b"ObjectType = Image\n", "application/octet-stream")),
                                           ("files", ("b.png", _png((8, 8)), "image/png"))], 422,
                                  "mixes a volume file with other files"),

@@ -88,6 +88,25 @@ def test_job_queue_is_idempotent_and_recovers_interrupted_jobs(tmp_path):
     assert again.id == job.id and again.attempts == 2
 
 
+@pytest.mark.parametrize("error, attempts, state", [(ValueError("no lumbar spine was found"), 1, "failed"),
+                                                    (OSError("disk full"), 3, "failed")])
+def test_a_refused_input_fails_at_once_and_other_errors_are_retried(tmp_path, error, attempts, state):
+    """An input the analyzer refuses is not analysed three times (bench.fuzz: every unanalysable upload was)."""
+    calls = []
+
+    def analyzer(series_dir, out_dir):
+        calls.append(series_dir)
+        raise error
+
+    node = Node(node_settings(tmp_path), analyzer)
+    assert node.jobs.enqueue("1.2", "1.2.3", "m1", tmp_path)
+    while node.work_once():
+        pass
+    row = node.db.query("SELECT state, attempts, error FROM jobs")[0]
+    assert (row["state"], row["attempts"], len(calls)) == (state, attempts, attempts)
+    assert row["error"] == f"{type(error).__name__}: {error}"
+
+
 def test_backoff_is_exponential_with_jitter_and_capped():
     delays = [backoff_delay(n, 1.0, 30.0) for n in range(1, 8)]
     for n, d in enumerate(delays, start=1):

@@ -18,11 +18,11 @@ def fuzzed(tmp_path_factory):
         pytest.skip("the shipped models are not in ai_service/model_store")
     from bench.fuzz import fuzz
 
-    return fuzz(["dimse", "upload", "feedback"], count=120, seconds=90, rng_seed=20261207,
+    return fuzz(["dimse", "upload", "feedback", "stow"], count=120, seconds=90, rng_seed=20261207,
                 work=tmp_path_factory.mktemp("fuzz"))
 
 
-@pytest.mark.parametrize("door", ["dimse", "upload", "feedback"])
+@pytest.mark.parametrize("door", ["dimse", "upload", "feedback", "stow"])
 def test_every_hostile_input_gets_a_clear_answer_and_the_service_stays_up(fuzzed, door):
     result = fuzzed["doors"][door]
     assert result["examples"] >= 50, result
@@ -35,6 +35,7 @@ def test_no_acknowledged_instance_is_lost_and_nothing_escapes_the_staging_folder
     assert fuzzed["escaped_files"] == []
     assert fuzzed["serve_exit_code"] == 0, fuzzed["serve_log_tail"]
     assert fuzzed["feedback_history_status"] == 200
+    assert fuzzed["jobs_failed_ours"] == 0, fuzzed["jobs_failed_ours_examples"]
 
 
 def test_memory_stays_bounded_under_bombs(fuzzed):

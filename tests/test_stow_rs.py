@@ -171,6 +171,19 @@ def test_a_mixed_request_stores_the_good_parts_and_fails_the_broken_ones_with_th
     assert [int(i.FailureReason) for i in pydicom.Dataset.from_json(r.json()).FailedSOPSequence] == [0xC000] * 2
 
 
+def test_a_uid_with_control_characters_still_gets_a_response_whose_warning_is_a_legal_header(env):
+    """Found by bench.fuzz: a mutated part whose SOP Instance UID held a control byte went into the Warning header
+    as it was; the HTTP server refused the header and closed the connection without any response."""
+    ds = pydicom.dcmread(fresh_study(env)[0])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3\x01\x0b4"
+    raw = io.BytesIO()
+    ds.save_as(raw, enforce_file_format=True)
+    r = post(env, [raw.getvalue(), b"\x00\x1f\x7f not DICOM"])
+    assert r.status_code == 409, r.text
+    assert "1.2.3''4" in r.headers["warning"]
+    assert not any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in r.headers["warning"])
+
+
 # ------------------------------------------------------------------------------------------ refusals
 def test_wrong_media_types_are_refused_with_415_and_nothing_is_stored(env):
     files = fresh_study(env)

@@ -49,6 +49,7 @@ JSON_TYPE = "application/dicom+json"
 XML_TYPE = "application/dicom+xml"
 MAX_WARNINGS = 20
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_UNSAFE = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f]')  # quotes, backslashes and control bytes in a Warning
 _ACCEPTED = {JSON_TYPE: JSON_TYPE, "application/json": JSON_TYPE, XML_TYPE: XML_TYPE, "application/xml": XML_TYPE,
              "application/*": JSON_TYPE, "*/*": JSON_TYPE}
 
@@ -215,7 +216,8 @@ def warnings(outcomes: list) -> list[str]:
         if text:
             who = outcome.sop_instance_uid or f"part {i + 1}"
             text = f"{who}: {text}".encode("latin-1", "replace").decode("latin-1")
-            out.append('299 ldh-assist "' + re.sub(r'["\\\r\n]', "'", text)[:300] + '"')
+            # a header value may hold no control byte (the HTTP server drops the connection instead of answering)
+            out.append('299 ldh-assist "' + _UNSAFE.sub("'", text)[:300] + '"')
     if len(out) > MAX_WARNINGS:
         out = out[:MAX_WARNINGS] + [f'299 ldh-assist "and {len(out) - MAX_WARNINGS} more"']
     return out
