@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     api_max_upload_mb: int = Field(1024, ge=1, description="Largest upload (all files together) in MiB.")
     api_max_upload_files: int = Field(4000, ge=1, description="Most files in one upload (incl. inside a zip).")
     api_stow_max_mb: int = Field(4096, ge=1, description="Largest STOW-RS request (all instances together) in MiB.")
+    api_keepalive_s: float = Field(
+        75.0, gt=0, description="Seconds an idle HTTP keep-alive connection stays open. Longer than the clients' and "
+        "proxies' own idle times (nginx 60 s), so a client never reuses a connection the server is closing: "
+        "uvicorn's 5 s reset requests of clients polling every 5 s (bench.soak).")
 
     # ---------------------------------------------------------------- OHIF viewer at /viewer (viewer_plugin/)
     viewer_enabled: bool = Field(True, description="Serve the OHIF viewer with the LDH review mode at /viewer.")

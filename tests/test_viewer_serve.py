@@ -79,3 +79,29 @@ def test_the_api_logs_where_the_viewer_is_or_why_not(tmp_path, ohif, caplog):
     ready, missing = [r for r in caplog.records if r.name == "ai_service.api.routers.viewer"]
     assert ready.getMessage() == "viewer ready" and ready.url == f"{urls[0]}viewer/"
     assert missing.getMessage() == "viewer unavailable" and "install-ohif.sh" in missing.reason
+
+
+def test_an_idle_keep_alive_connection_outlives_a_client_polling_every_few_seconds(tmp_path):
+    """A client that reuses its connection after 6 s idle (bench.soak polls every 1-5 s) must not meet a socket the
+    server closed meanwhile: that was a 'connection reset' under uvicorn's 5 s default."""
+    import http.client
+    import time
+
+    from ai_service.api.server import ApiServer
+
+    for keepalive, survives in ((75.0, True), (2.0, False)):
+        api = ApiServer(settings_for(tmp_path / f"ka{keepalive:g}", api_keepalive_s=keepalive), host="127.0.0.1",
+                        port=0).start()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() and conn.sock is not None
+            first = conn.sock
+            time.sleep(6.0 if survives else 4.0)
+            if survives:
+                conn.request("GET", "/healthz")
+                assert conn.getresponse().status == 200 and conn.sock is first  # same connection, still open
+            else:
+                assert first.recv(1) == b""  # the server closed it: the case a longer keep-alive avoids
+        finally:
+            api.stop()

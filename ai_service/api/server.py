@@ -26,7 +26,8 @@ class ApiServer:
         self.app = create_app(settings, engine=engine)
         self.host = host or settings.api_host
         config = uvicorn.Config(self.app, host=self.host, port=settings.api_port if port is None else port,
-                                log_level=settings.log_level.lower(), log_config=None, access_log=False)
+                                log_level=settings.log_level.lower(), log_config=None, access_log=False,
+                                timeout_keep_alive=settings.api_keepalive_s)
         self._server = uvicorn.Server(config)
         for name in ("uvicorn", "uvicorn.error"):
             logging.getLogger(name).addFilter(_PlainRecords())
