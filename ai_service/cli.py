@@ -81,7 +81,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         try:
             path = derive_seg_version(settings.model_store, args.source, args.version, canvas=args.canvas,
                                       slice_weight=args.slice_weight, sigma_px=args.sigma_px,
-                                      production=args.production)
+                                      min_field_mm=args.min_field_mm, production=args.production)
         except FileExistsError as exc:
             raise ModelError(str(exc)) from None
         print(f"wrote {SEG_MODEL}:{args.version} to {path}{' (production)' if args.production else ''}")
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.phantom.cli import add_parser as add_phantom
     from pipelines.retrain.cli import add_model_commands, add_pipeline_parser
     from pipelines.training.cli import add_parsers as add_training
-    from pipelines.training.cli import canvas_side, neighbour_share
+    from pipelines.training.cli import canvas_side, field_mm, neighbour_share
 
     parser = argparse.ArgumentParser(
         prog="ldh",
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("name", help="model name (disc-seg, herniation-cls)")
     ep.add_argument("version", help="version or alias")
     dp = msub.add_parser("derive", help="publish a segmentation version's weights as a new version served another "
-                         "way (canvas side, probability smoothing)",
+                         "way (canvas side, smallest field, probability smoothing)",
                          description="The new version has the source's weights, its own canvas (ONNX re-exported) "
                          "and smoothing of the canvas probabilities (neighbouring slices, in-plane Gaussian). Compare "
                          "it with `ldh evaluate`, promote it, roll it back like any version.")
@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--slice-weight", type=neighbour_share, default=0.0,
                     help="share of each neighbouring slice in a slice's probabilities (0 … <1/3; default 0)")
     dp.add_argument("--sigma-px", type=float, default=0.0, help="in-plane Gaussian on the probabilities, canvas pixels")
+    dp.add_argument("--min-field-mm", type=field_mm, default=0.0,
+                    help="the canvas spans at least this many mm: a smaller field of view is padded, not magnified "
+                         "(default 0: the field of view fills the canvas)")
     dp.add_argument("--production", action="store_true", help="point the production alias at the new version")
     add_model_commands(msub)
     p.set_defaults(func=_models)

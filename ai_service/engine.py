@@ -96,7 +96,7 @@ def _refined(refine: Runner, image: np.ndarray, mapped: np.ndarray, names: np.nd
 def canvas_probabilities(seg_fn, norm: np.ndarray, spacing: tuple[float, float, float], serving: SegServing
                          ) -> tuple[np.ndarray, np.ndarray]:
     """The network's class probabilities on the version's canvas, smoothed as its card says, and the affine."""
-    inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2], serving.canvas)
+    inputs, affine = P.seg_inputs(norm, spacing[1], spacing[2], serving.canvas, serving.min_field_mm)
     return P.smooth_probabilities(seg_fn(inputs), serving.slice_weight, serving.sigma_px), affine
 
 

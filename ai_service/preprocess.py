@@ -36,9 +36,15 @@ def normalize_volume(volume: np.ndarray) -> np.ndarray:
     return np.clip((volume.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
 
 
-def seg_affine(rows: int, cols: int, row_mm: float, col_mm: float, size: int = SEG_SIZE) -> np.ndarray:
-    """2x3 affine from input pixel (col, row) to the square ``size``² network canvas, aspect kept, centred."""
-    side_mm = max(rows * row_mm, cols * col_mm)
+def seg_affine(rows: int, cols: int, row_mm: float, col_mm: float, size: int = SEG_SIZE,
+               min_field_mm: float = 0.0) -> np.ndarray:
+    """2x3 affine from input pixel (col, row) to the square ``size``² network canvas, aspect kept, centred.
+
+    The field of view fills the canvas, but the canvas never spans less than ``min_field_mm``: a small field (a
+    221 mm real exam) is padded rather than magnified past the scales the network learnt (~0.8-1.4 mm per canvas
+    pixel), which cost real exams their lowest disc (see the card's ``preprocess``).
+    """
+    side_mm = max(rows * row_mm, cols * col_mm, min_field_mm)
     scale = size / side_mm
     sx, sy = col_mm * scale, row_mm * scale
     tx = (size - cols * sx) / 2.0
@@ -47,10 +53,11 @@ def seg_affine(rows: int, cols: int, row_mm: float, col_mm: float, size: int = S
     return np.array([[sx, 0.0, tx + 0.5 * sx - 0.5], [0.0, sy, ty + 0.5 * sy - 0.5]], dtype=np.float64)
 
 
-def seg_inputs(norm: np.ndarray, row_mm: float, col_mm: float, size: int = SEG_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def seg_inputs(norm: np.ndarray, row_mm: float, col_mm: float, size: int = SEG_SIZE, min_field_mm: float = 0.0
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Network input (slices, size, size, 3) from a normalised canonical volume, and the affine used."""
     s, rows, cols = norm.shape
-    m = seg_affine(rows, cols, row_mm, col_mm, size)
+    m = seg_affine(rows, cols, row_mm, col_mm, size, min_field_mm)
     canvas = np.stack(
         [cv2.warpAffine(sl, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] < 1 else cv2.INTER_LINEAR)
          for sl in norm]

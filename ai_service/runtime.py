@@ -39,21 +39,24 @@ REFINER_SHAPE = (None, None, P.REFINE_FEATURES)  # any rectangle of the input gr
 
 @dataclass(frozen=True)
 class SegServing:
-    """How a segmentation version is served, from its card: canvas side and probability smoothing.
+    """How a segmentation version is served, from its card: canvas side, the smallest field the canvas spans,
+    and probability smoothing.
 
     Properties of the version, not of the engine, so a rollback serves the old version as it was measured.
-    Cards from before they were recorded: a 256² canvas, no smoothing.
+    Cards from before they were recorded: a 256² canvas the field of view fills, no smoothing.
     """
 
     canvas: int = P.SEG_SIZE
     slice_weight: float = 0.0  # share each neighbouring slice gets in a slice's probabilities
     sigma_px: float = 0.0  # in-plane Gaussian on the canvas probabilities, canvas pixels
+    min_field_mm: float = 0.0  # the canvas spans at least this many mm (smaller fields are padded, not magnified)
 
     @classmethod
     def of(cls, card: Mapping[str, Any]) -> SegServing:
         post = card.get("postprocess", {})
         return cls(int(card.get("architecture", {}).get("canvas", P.SEG_SIZE)),
-                   float(post.get("slice_weight", 0.0)), float(post.get("sigma_px", 0.0)))
+                   float(post.get("slice_weight", 0.0)), float(post.get("sigma_px", 0.0)),
+                   float(card.get("preprocess", {}).get("min_field_mm", 0.0)))
 
 
 def input_shape(name: str, card: Mapping[str, Any]) -> tuple[int, ...]:

@@ -37,6 +37,22 @@ def test_grid_roi_covers_every_input_pixel_of_a_canvas_blob():
     assert P.canvas_pixel_mm(affine, mm) == pytest.approx(max(rows, cols) * mm / P.SEG_SIZE)
 
 
+def test_a_small_field_is_padded_to_the_smallest_field_not_magnified():
+    """221 mm of 1 mm pixels (a real exam) on a 288 canvas that spans at least 340 mm: 340/288 mm per canvas pixel,
+    centred; a field larger than the minimum still fills the canvas."""
+    rows = cols = 221
+    affine = P.seg_affine(rows, cols, 1.0, 1.0, 288, min_field_mm=340.0)
+    assert P.canvas_pixel_mm(affine, 1.0) == pytest.approx(340.0 / 288)
+    image = np.ones((1, rows, cols), np.float32)
+    x, m = P.seg_inputs(image, 1.0, 1.0, 288, min_field_mm=340.0)
+    np.testing.assert_allclose(m, affine)
+    inside = np.nonzero(x[0, :, :, 1].max(axis=0) > 0.5)[0]
+    assert inside.size == pytest.approx(221 * 288 / 340, abs=2)
+    assert inside[0] == pytest.approx(288 - inside[-1] - 1, abs=1)  # centred
+    np.testing.assert_allclose(P.seg_affine(400, 400, 1.0, 1.0, 288, min_field_mm=340.0),
+                               P.seg_affine(400, 400, 1.0, 1.0, 288))
+
+
 def test_soft_targets_keep_sub_pixel_boundaries():
     """A disc edge half-way through a canvas pixel gives ~50 % targets there; the arg-max still matches."""
     rows = cols = 512

@@ -118,19 +118,19 @@ def test_ldh_models_derive_serves_the_same_weights_on_another_canvas_with_smooth
                production=True)
     monkeypatch.setenv("LDH_MODEL_STORE", str(tmp_path))
     assert main(["models", "derive", "production", "served", "--canvas", "96", "--slice-weight", "0.15",
-                 "--sigma-px", "0.7"]) == 0
+                 "--sigma-px", "0.7", "--min-field-mm", "340"]) == 0
     registry = ModelRegistry(tmp_path)
     ref = registry.resolve(SEG_MODEL, "served")
     assert registry.version_of(SEG_MODEL) == "src"  # not promoted unless asked
-    assert SegServing.of(ref.card) == SegServing(96, 0.15, 0.7)
+    assert SegServing.of(ref.card) == SegServing(96, 0.15, 0.7, 340.0)
     assert ref.card["derived_from"]["version"] == f"{SEG_MODEL}:src" and ref.card["metrics"] == {}
     assert ref.card["derived_from"]["metrics"] == {"validation_canvas": {"dice_disc": 0.5}}
     for a, b in zip(load_keras(ref).get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     run, runtime = load_runner(ref, threads=1)
     assert runtime == "onnxruntime" and run(np.zeros((1, 96, 96, 3), np.float32)).shape == (1, 96, 96, 4)
-    assert compiled_segmenter(model, ref.card)[1] == SegServing(96, 0.15, 0.7)
-    assert SegServing.of(registry.resolve(SEG_MODEL, "src").card) == SegServing(256, 0.0, 0.0)
+    assert compiled_segmenter(model, ref.card)[1] == SegServing(96, 0.15, 0.7, 340.0)
+    assert SegServing.of(registry.resolve(SEG_MODEL, "src").card) == SegServing(256, 0.0, 0.0, 0.0)
 
     with pytest.raises(SystemExit):
         main(["models", "derive", "src", "bad", "--slice-weight", "0.5"])

@@ -77,9 +77,9 @@ SOURCE_ONLY = ("name", "version", "created_utc", "command", "software", "paramet
 
 
 def derive_seg_version(root: Path, source: str, version: str, *, canvas: int, slice_weight: float, sigma_px: float,
-                       production: bool) -> Path:
-    """Publish a segmentation version's weights as a new version served another way (canvas side, probability
-    smoothing): a serving change goes through the registry like a retrained model, so it can be compared with
+                       min_field_mm: float = 0.0, production: bool) -> Path:
+    """Publish a segmentation version's weights as a new version served another way (canvas side, smallest field
+    the canvas spans, probability smoothing): a serving change goes through the registry like a retrained model, so it can be compared with
     ``ldh evaluate``, promoted and rolled back. The card keeps the source's training record under
     ``derived_from``; its validation figures were measured with the source's serving."""
     from ai_service.registry import SEG_MODEL
@@ -88,6 +88,7 @@ def derive_seg_version(root: Path, source: str, version: str, *, canvas: int, sl
     ref = ModelRegistry(root).resolve(SEG_MODEL, source)
     card = {k: v for k, v in ref.card.items() if k not in SOURCE_ONLY}
     card["architecture"] = card.get("architecture", {}) | {"canvas": canvas}
+    card["preprocess"] = {"min_field_mm": min_field_mm}
     card["postprocess"] = {"slice_weight": slice_weight, "sigma_px": sigma_px}
     card["derived_from"] = {"version": f"{SEG_MODEL}:{ref.version}", "command": ref.card.get("command"),
                             "metrics": card.pop("metrics", {}),

@@ -29,6 +29,13 @@ def neighbour_share(text: str) -> float:
     return share
 
 
+def field_mm(text: str) -> float:
+    mm = float(text)
+    if not 0.0 <= mm <= 1000.0:
+        raise argparse.ArgumentTypeError(f"a field of view in mm must be in [0, 1000]; got {text}")
+    return mm
+
+
 def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p = sub.add_parser("train", help="train the segmentation (seg), its disc refiner (refine) or the herniation "
                        "(cls) model on phantoms",

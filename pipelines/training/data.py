@@ -183,10 +183,10 @@ def canonical_cases(seed: int, count: int, **kw):
 
 
 def serving_digest(seg: ModelRef) -> str:
-    """What decides a segmentation version's masks: its weights and how its card serves them (canvas, smoothing,
-    refiner), so a derived version never reuses its source's cached classifier samples."""
+    """What decides a segmentation version's masks: its weights and how its card serves them (canvas, smallest
+    field, smoothing, refiner), so a derived version never reuses its source's cached classifier samples."""
     h = hashlib.sha256(seg.model_file.read_bytes())
-    served = {k: seg.card.get(k) for k in ("architecture", "postprocess", "refiner")}
+    served = {k: seg.card.get(k) for k in ("architecture", "preprocess", "postprocess", "refiner")}
     h.update(json.dumps(served, sort_keys=True).encode())
     return h.hexdigest()[:12]
 
