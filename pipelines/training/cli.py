@@ -36,6 +36,16 @@ def field_mm(text: str) -> float:
     return mm
 
 
+def zoom_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"zoom must be LO,HI (e.g. 0.8,1.4); got {text!r}") from None
+    if not 0.25 <= lo <= hi <= 4.0:
+        raise argparse.ArgumentTypeError(f"zoom needs 0.25 <= LO <= HI <= 4; got {text!r}")
+    return lo, hi
+
+
 def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p = sub.add_parser("train", help="train the segmentation (seg), its disc refiner (refine) or the herniation "
                        "(cls) model on phantoms",
@@ -58,6 +68,9 @@ def add_parsers(sub, *, train_func, evaluate_func) -> None:
     p.add_argument("--window", type=canvas_side, default=128,
                    help="seg: side of the random training windows cut from each canvas (default 128, 4x cheaper than "
                         "whole 256² canvases); the canvas side trains on whole canvases as served")
+    p.add_argument("--zoom", type=zoom_range, default=(1.0, 1.0), metavar="LO,HI",
+                   help="seg: each training window spans window x z canvas pixels, z uniform in [LO, HI], resized "
+                        "to the window: anatomy seen from 1/HI to 1/LO times its canvas size (default 1,1: none)")
     p.add_argument("--slice-weight", type=neighbour_share, default=0.0,
                    help="seg: serve with this share of each neighbouring slice in a slice's probabilities (card "
                         "postprocess; `ldh models derive` changes it later without retraining)")
@@ -158,14 +171,14 @@ def run_train(args: argparse.Namespace, settings: Settings) -> int:
         print(f"segmentation samples: {len(x)} train, {len(xv)} validation slices", file=sys.stderr)
         model, history = train_seg(x, y, xv, yv, epochs=epochs, batch=batch, base_filters=args.base_filters,
                                    lr=args.lr, seed=seed, init=init, window=args.window,
-                                   schedule=args.schedule, checkpoints=args.checkpoints)
+                                   zoom=args.zoom, schedule=args.schedule, checkpoints=args.checkpoints)
         metrics = disc_dice(model, xv, yv)
         card = {"task": "segmentation of intervertebral discs, vertebral bodies and sacrum on sagittal slices",
                 "architecture": {"type": "2.5D U-Net", "base_filters": args.base_filters, "depth": 4,
                                  "canvas": args.canvas},
                 "postprocess": {"slice_weight": args.slice_weight, "sigma_px": args.sigma_px},
                 "training": {"epochs": epochs, "batch": batch, "lr": args.lr, "schedule": args.schedule,
-                             "window": min(args.window, args.canvas), "cases": count, "validation_cases": val_count,
+                             "window": min(args.window, args.canvas), "zoom": list(args.zoom), "cases": count, "validation_cases": val_count,
                              "slices": int(len(x)), "history": history},
                 "data": data_card | {"count": count, "validation_count": val_count},
                 "metrics": {"validation_canvas": metrics}, **extra}

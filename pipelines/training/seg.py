@@ -38,9 +38,13 @@ def seg_loss(y_true, y_pred):
 TRAIN_WINDOW = 128  # default: random 128² windows of the canvas (4x cheaper than 256²); serving sees the whole canvas
 
 
-def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, window: int = TRAIN_WINDOW):
+def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, window: int = TRAIN_WINDOW,
+             zoom: tuple[float, float] = (1.0, 1.0)):
     """``window`` = side of the random training crops; the canvas side (or more) trains on whole canvases, which
-    is slower but lets batch-norm statistics and context match serving."""
+    is slower but lets batch-norm statistics and context match serving. ``zoom`` = range of a random scale per
+    crop: a window of ``window``·z canvas pixels is resized to ``window``, so the network sees the anatomy from
+    1/z_max to 1/z_min times its canvas size (fields of view and spines the phantoms' fill-the-canvas scale does
+    not cover). Resized soft targets are renormalised; a pixel less than half known stays unknown."""
     import tensorflow as tf
 
     k = len(SEG_CLASSES)
@@ -51,15 +55,24 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, w
 
     if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-
-        if window < x.shape[1]:
-            def crop(a, b):
-                both = tf.concat([a, b], axis=-1)
-                both = tf.image.random_crop(both, (window, window, 3 + k), seed=seed)
-                return both[..., :3], both[..., 3:]
-
-            ds = ds.map(crop, num_parallel_calls=2)
     ds = ds.map(to_float, num_parallel_calls=2)
+    if train and (window < x.shape[1] or zoom != (1.0, 1.0)):
+        side = int(x.shape[1])
+
+        def crop(a, b):
+            z = tf.random.uniform((), zoom[0], zoom[1], seed=seed)
+            cut = tf.clip_by_value(tf.cast(tf.round(window * z), tf.int32), 16, side)
+            both = tf.image.random_crop(tf.concat([a, b], axis=-1), tf.stack([cut, cut, 3 + k]), seed=seed)
+            if zoom != (1.0, 1.0):
+                both = tf.image.resize(both, (window, window), method="area" if zoom[1] > 1.0 else "bilinear",
+                                       antialias=True)
+                both = tf.ensure_shape(both, (window, window, 3 + k))
+            image, target = both[..., :3], both[..., 3:]
+            known = tf.reduce_sum(target, axis=-1, keepdims=True)
+            target = tf.where(known > 0.5, target / tf.maximum(known, 1e-6), 0.0)
+            return image, target
+
+        ds = ds.map(crop, num_parallel_calls=2)
     return ds.batch(batch).prefetch(2)
 
 
@@ -88,12 +101,14 @@ def disc_dice(model, x: np.ndarray, y: np.ndarray, batch: int = 16) -> dict[str,
 
 
 def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: float, seed: int, verbose: int = 1,
-              init=None, window: int = TRAIN_WINDOW, schedule: str = "plateau", checkpoints=None):
+              init=None, window: int = TRAIN_WINDOW, zoom: tuple[float, float] = (1.0, 1.0), schedule: str = "plateau",
+              checkpoints=None):
     """Fit the U-Net; ``init`` = a model to continue from (warm start) instead of fresh weights.
 
     ``schedule``: "plateau" halves the rate when the validation loss stalls and stops early (short fine-tunes);
     "cosine" decays it from ``lr`` to 1 % over all ``epochs`` and runs them all (long runs: the validation loss of
     this batch-Dice objective is too noisy to steer by). ``checkpoints`` = a folder for each epoch's weights.
+    ``zoom``: the random crop scale range (see ``_dataset``).
     """
     import keras
 
@@ -116,6 +131,6 @@ def train_seg(x, y, xv, yv, *, epochs: int, batch: int, base_filters: int, lr: f
         Path(checkpoints).mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.ModelCheckpoint(str(Path(checkpoints) / "epoch-{epoch:03d}.keras")))
     model.compile(optimizer=keras.optimizers.Adam(rate), loss=seg_loss, jit_compile=True)
-    history = model.fit(_dataset(x, y, batch, True, seed, window), validation_data=_dataset(xv, yv, batch, False, seed),
+    history = model.fit(_dataset(x, y, batch, True, seed, window, zoom), validation_data=_dataset(xv, yv, batch, False, seed),
                         epochs=epochs, callbacks=callbacks, verbose=verbose)
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
