@@ -240,6 +240,27 @@ def test_empty_body_is_refused(env):
     assert stored_files(data, "tmp") == []
 
 
+def test_a_multipart_upload_cut_before_its_closing_boundary_is_refused(env):
+    """A body cut short would leave its last file truncated: refused, not analysed."""
+    client, data = env
+    import httpx
+
+    request = httpx.Request("POST", "http://127.0.0.1/", files=png_files(phantom()[1] / "png"))
+    cut = request.read()[:-200]
+    before = stored_files(data, *AREAS)
+    r = client.post("/api/studies", content=cut, headers={**R, "Content-Type": request.headers["content-type"]})
+    assert r.status_code == 400 and "closing boundary" in r.json()["detail"]
+    assert stored_files(data, *AREAS) == before
+
+
+def test_file_names_beyond_latin_1_are_accepted(env):
+    """Browsers send a file name as UTF-8 bytes; the staged name keeps its digits (slice order)."""
+    client, _ = env
+    files = [("files", (f"腰椎_{name}", content, kind)) for _, (name, content, kind) in png_files(phantom()[1] / "png")]
+    r = client.post("/api/studies", headers=R, files=files)
+    assert r.status_code in (200, 202), r.text
+
+
 def test_upload_over_the_size_limit_is_refused_while_streaming(tmp_path):
     with client_for(settings_for(tmp_path, api_max_upload_mb=1)) as client:
         big = io.BytesIO(b"\0" * (2 * 1024 * 1024 + 10))

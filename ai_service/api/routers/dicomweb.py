@@ -34,9 +34,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydicom.dataset import Dataset
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
 from ai_service.api.auth import Principal
+from ai_service.api.body import Limit, Refused, body, receive_multipart
 from ai_service.api.deps import get_state, sender
 from ai_service.api.state import AppState
 
@@ -54,12 +55,6 @@ _ACCEPTED = {JSON_TYPE: JSON_TYPE, "application/json": JSON_TYPE, XML_TYPE: XML_
              "application/*": JSON_TYPE, "*/*": JSON_TYPE}
 
 
-class StowRefused(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
 @dataclass
 class Spool:
     """The request's parts, back to back in one anonymous temporary file (nothing to clean up after a crash, and
@@ -68,8 +63,12 @@ class Spool:
     file: BinaryIO
     parts: list[tuple[str, int, int]] = field(default_factory=list)  # (media type, start, end)
 
-    def begin(self, media_type: str) -> None:
+    def begin(self, headers: dict[str, bytes]) -> None:
+        media_type = parse_options_header(headers.get("content-type", DICOM.encode()))[0].decode("latin-1").lower()
         self.parts.append((media_type, self.file.tell(), -1))
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
 
     def end(self) -> None:
         media_type, start, _ = self.parts[-1]
@@ -98,71 +97,34 @@ def response_type(accept: str | None) -> str:
     for _, _, media in sorted(ranked):
         if media in _ACCEPTED:
             return _ACCEPTED[media]
-    raise StowRefused(406, f"Accept {accept!r} allows none of {JSON_TYPE}, {XML_TYPE}")
+    raise Refused(406, f"Accept {accept!r} allows none of {JSON_TYPE}, {XML_TYPE}")
 
 
 def boundary_of(content_type: str | None) -> bytes:
     """The multipart boundary of a STOW-RS request of Part 10 instances; raises 415 / 400."""
     media, params = parse_options_header(content_type or "")
     if media != b"multipart/related":
-        raise StowRefused(415, f"Content-Type must be multipart/related; type=\"{DICOM}\" "
+        raise Refused(415, f"Content-Type must be multipart/related; type=\"{DICOM}\" "
                                f"(got {content_type or 'none'})")
     root = params.get(b"type", b"").decode("latin-1").lower()
     if root != DICOM:
-        raise StowRefused(415, f"only Part 10 instances (type=\"{DICOM}\") are accepted, not type=\"{root}\"")
+        raise Refused(415, f"only Part 10 instances (type=\"{DICOM}\") are accepted, not type=\"{root}\"")
     if not params.get(b"boundary"):
-        raise StowRefused(400, "the multipart/related Content-Type has no boundary")
+        raise Refused(400, "the multipart/related Content-Type has no boundary")
     return params[b"boundary"]
 
 
 async def receive_parts(request: Request, boundary: bytes, max_mib: int, tmp_dir: Path) -> Spool:
     """Stream the body into a :class:`Spool`; the caller closes its file (closed here on an exception)."""
-    max_bytes = max_mib * 1024 * 1024
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_bytes:
-        raise StowRefused(413, f"the request ({int(length) / 2**20:.1f} MiB) exceeds the limit of {max_mib} MiB "
-                               "(LDH_API_STOW_MAX_MB)")
+    chunks = body(request, Limit(max_mib, "the request", "LDH_API_STOW_MAX_MB"))
     spool = Spool(tempfile.TemporaryFile(dir=tmp_dir))
-    header: dict[str, str] = {}
-    name, value = bytearray(), bytearray()
-    ended = []
-
-    def on_header_end():
-        header[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
-        name.clear()
-        value.clear()
-
-    def on_headers_finished():
-        spool.begin(parse_options_header(header.pop("content-type", DICOM))[0].decode("latin-1").lower())
-        header.clear()
-
-    callbacks = {
-        "on_header_field": lambda data, start, end: name.extend(data[start:end]),
-        "on_header_value": lambda data, start, end: value.extend(data[start:end]),
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-        "on_part_data": lambda data, start, end: spool.file.write(data[start:end]),
-        "on_part_end": spool.end, "on_end": lambda: ended.append(True),
-    }
-    parser = MultipartParser(boundary, callbacks)
-    received = 0
     try:
-        try:
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > max_bytes:
-                    raise StowRefused(413, f"the request exceeds the limit of {max_mib} MiB (LDH_API_STOW_MAX_MB)")
-                parser.write(chunk)
-        except StowRefused:
-            raise
-        except Exception as exc:  # noqa: BLE001 - python-multipart raises its own parse errors
-            raise StowRefused(400, f"malformed multipart body ({exc})") from None
-        if not ended:
-            raise StowRefused(400, "the multipart body ended before its closing boundary")
+        await receive_multipart(chunks, boundary, spool)
         if not spool.parts:
-            raise StowRefused(400, "the request holds no instances")
+            raise Refused(400, "the request holds no instances")
         wrong = sorted({media for media, _, _ in spool.parts if media != DICOM})
         if wrong:
-            raise StowRefused(415, f"every part must be {DICOM}; got {', '.join(wrong)}")
+            raise Refused(415, f"every part must be {DICOM}; got {', '.join(wrong)}")
     except BaseException:
         spool.file.close()
         raise
@@ -279,7 +241,7 @@ async def _store(request: Request, study: str | None, state: AppState) -> Respon
         media_type = response_type(request.headers.get("accept"))
         boundary = boundary_of(request.headers.get("content-type"))
         spool = await receive_parts(request, boundary, state.settings.api_stow_max_mb, state.tmp_root)
-    except StowRefused as exc:
+    except Refused as exc:
         state.metrics.errors.labels("stow").inc()
         raise HTTPException(exc.status, exc.message) from None
     try:

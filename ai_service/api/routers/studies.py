@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from ai_service.api.body import Refused
 from ai_service.api.deps import get_state, reader, reviewer
 from ai_service.api.lookup import StudyResult, study_job, study_result
 from ai_service.api.state import AppState
-from ai_service.api.uploads import UploadRefused, receive
+from ai_service.api.uploads import receive
 from ai_service.errors import InputError
 from ai_service.ingest import IngestError, prepare_upload
 from ai_service.jobs import Job
@@ -72,7 +73,7 @@ async def upload(
     try:
         try:
             staged = await receive(request, work / "in", settings.api_max_upload_mb, settings.api_max_upload_files)
-        except UploadRefused as exc:
+        except Refused as exc:
             state.metrics.uploads.labels("refused").inc()
             raise HTTPException(exc.status, exc.message) from None
         state.metrics.upload_bytes.inc(staged.total_bytes)
