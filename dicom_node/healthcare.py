@@ -25,7 +25,8 @@ from dicom_node.healthcare_debounce import Batch, Debouncer, Item
 from dicom_node.healthcare_dicomweb import FetchError, Retriever
 from dicom_node.healthcare_notice import HEALTHCARE_API, BadNotice, Notice, parse_notice, store_dicomweb_url
 from dicom_node.inbox import Inbox
-from dicom_node.intake import OUT_OF_RESOURCES, Intake
+from dicom_node.intake import Intake
+from dicom_node.journalling import OUT_OF_RESOURCES
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,11 @@
 """The C-ECHO / C-STORE SCP: who may associate and what a C-STORE does, behind dicom_node.upper_layer.
 
+A C-STORE goes through the same check-and-journal step as every other door (dicom_node.journalling); the SCP's own
+framing is DIMSE: the data set's transfer syntax is the presentation context's, its UIDs are the request's.
 Statuses: 0x0000 only after the inbox journalled the instance durably (its file and index row come later);
 0xA700 when the free-space floor is reached or the disk fails; 0xC210 (quarantined: cannot understand) for a
-dataset whose encoding is broken or whose SOP Instance UID differs from the request's. Unknown calling AE titles
+dataset whose encoding is broken or whose SOP Class/Instance UIDs differ from the request's; 0x0122 for a SOP class
+that is no storage class (a C-STORE on the Verification context). Unknown calling AE titles
 are rejected at association with "calling AE title not recognised"; unknown hosts with "no reason given"; low
 disk with a transient rejection.
 """
@@ -14,16 +17,15 @@ import os
 import ssl
 import time
 import uuid
-from dataclasses import dataclass, field
 
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification
 
 from dicom_node.db import Database
 from dicom_node.dimse import Command
-from dicom_node.inbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION, Inbox, Segment
-from dicom_node.parse import Undecodable, inspect
-from dicom_node.sop_classes import NEEDS_PIXELS, STORAGE, TRANSFER_SYNTAXES
+from dicom_node.inbox import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION, Inbox
+from dicom_node.journalling import CANNOT_UNDERSTAND, Journaller, Offer
+from dicom_node.sop_classes import STORAGE, TRANSFER_SYNTAXES
 from dicom_node.upper_layer import AcceptorConfig, AssociationServer
 
 log = logging.getLogger(__name__)
@@ -31,18 +33,16 @@ log = logging.getLogger(__name__)
 REJECT_PERMANENT, REJECT_TRANSIENT = 0x01, 0x02
 SOURCE_USER, SOURCE_PRESENTATION = 0x01, 0x03
 REASON_NONE, REASON_CALLING_AET, REASON_CONGESTION = 0x01, 0x03, 0x01
+C_STORE_CANNOT_UNDERSTAND = 0xC210  # the SCP's code in the C-STORE "Cxxx: cannot understand" range
+C_STORE_REQUEST = "the C-STORE request"
 
 
-@dataclass
-class AssocState:
-    id: str
-    calling_ae: str
-    peer: str
-    segment: Segment | None = None
-    stored: int = 0
-    duplicates: int = 0
-    failed: int = 0
-    started: float = field(default_factory=time.time)
+class AssocState(Journaller):
+    """One association: its way into the inbox, and when it began."""
+
+    def __init__(self, inbox: Inbox, calling_ae: str, peer: str):
+        super().__init__(inbox, calling_ae, uuid.uuid4().hex, peer)
+        self.started = time.time()
 
 
 class StoreSCP:
@@ -72,15 +72,14 @@ class StoreSCP:
         return None
 
     def open(self, calling_ae: str, peer: str) -> AssocState:
-        state = AssocState(id=uuid.uuid4().hex, calling_ae=calling_ae, peer=peer)
+        state = AssocState(self.inbox, calling_ae, peer)
         with self.db.tx() as con:
             con.execute("INSERT INTO associations (id, calling_ae, peer, pid, started) VALUES (?,?,?,?,?)",
                         (state.id, state.calling_ae, state.peer, os.getpid(), state.started))
         return state
 
     def close(self, state: AssocState, outcome: str) -> None:
-        if state.segment is not None:
-            self._retire(state.segment)
+        state.retire()
         with self.db.tx() as con:
             con.execute("UPDATE associations SET ended = ?, outcome = ? WHERE id = ?", (time.time(), outcome, state.id))
         log.info("association ended", extra={"assoc": state.id[:8], "calling_ae": state.calling_ae,
@@ -92,34 +91,10 @@ class StoreSCP:
     def store(self, state: AssocState, context: PresentationContext, command: Command,
               dataset: bytes | memoryview) -> tuple[int, str]:
         """The C-STORE status (and error comment) for one received data set."""
-        if not self.inbox.has_space():
-            state.failed += 1
-            return 0xA700, "free space below the configured floor"
-        syntax = str(context.transfer_syntax[0])
-        sop_class = command.sop_class
-        try:
-            header = inspect(dataset, syntax, needs_pixels=sop_class in NEEDS_PIXELS)
-            if header.sop_instance_uid != command.sop_instance:
-                raise Undecodable("SOP Instance UID in the dataset differs from the C-STORE request's")
-        except Undecodable as exc:
-            state.failed += 1
-            self.inbox.quarantine(dataset, str(exc), {
-                "calling_ae": state.calling_ae, "peer": state.peer, "transfer_syntax": syntax,
-                "sop_class": sop_class, "sop_instance": command.sop_instance})
-            return 0xC210, f"cannot understand: {exc}"
-        try:
-            if state.segment is None:
-                state.segment = self.inbox.open_segment()
-            fresh = self.inbox.journal(state.segment, header, dataset, syntax, state.calling_ae, state.id)
-        except OSError as exc:
-            state.failed += 1
-            log.error("could not store instance", extra={"error": str(exc), "sop": header.sop_instance_uid})
-            return 0xA700, "could not write to disk"
-        if fresh:
-            state.stored += 1
-        else:
-            state.duplicates += 1
-        return 0x0000, ""
+        outcome = state.check_and_journal(Offer(dataset, str(context.transfer_syntax[0]), command.sop_class,
+                                                command.sop_instance, C_STORE_REQUEST))
+        status = C_STORE_CANNOT_UNDERSTAND if outcome.status == CANNOT_UNDERSTAND else outcome.status
+        return status, outcome.reason
 
     def releasing(self, state: AssocState) -> None:
         """Before the A-RELEASE-RP: every instance of the association is a file and indexed once the peer
@@ -132,15 +107,7 @@ class StoreSCP:
 
     def responded(self, state: AssocState) -> None:
         """A full journal segment is retired (its instances become files) between two instances, not during one."""
-        if state.segment is not None and self.inbox.full(state.segment):
-            segment, state.segment = state.segment, None
-            self._retire(segment)
-
-    def _retire(self, segment: Segment) -> None:
-        try:
-            self.inbox.retire(segment)
-        except OSError:
-            log.exception("could not retire journal segment (kept for recovery)")
+        state.rotate()
 
 
 def supported_contexts() -> list[PresentationContext]:

@@ -10,10 +10,11 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from node_support import phantom_series
 
-from dicom_node import intake
 from dicom_node.db import Database
 from dicom_node.inbox import Inbox
 from dicom_node.intake import Intake
+from dicom_node.journalling import (CANNOT_UNDERSTAND, DOES_NOT_MATCH, OUT_OF_RESOURCES, SOP_CLASS_NOT_SUPPORTED,
+                                    TRANSFER_SYNTAX_NOT_SUPPORTED)
 
 
 def open_inbox(tmp_path):
@@ -75,9 +76,9 @@ def test_each_refused_instance_gets_its_ps3_18_failure_reason_and_the_good_ones_
             "other study": batch.store(files[1].read_bytes(), study_uid="1.2.3.4"),
         }
     statuses = {k: v.status for k, v in results.items()}
-    assert statuses == {"good": 0, "text": intake.CANNOT_UNDERSTAND, "pdf": intake.SOP_CLASS_NOT_SUPPORTED,
-                        "syntax": intake.TRANSFER_SYNTAX_NOT_SUPPORTED, "truncated": intake.CANNOT_UNDERSTAND,
-                        "meta mismatch": intake.CANNOT_UNDERSTAND, "other study": intake.DOES_NOT_MATCH}
+    assert statuses == {"good": 0, "text": CANNOT_UNDERSTAND, "pdf": SOP_CLASS_NOT_SUPPORTED,
+                        "syntax": TRANSFER_SYNTAX_NOT_SUPPORTED, "truncated": CANNOT_UNDERSTAND,
+                        "meta mismatch": CANNOT_UNDERSTAND, "other study": DOES_NOT_MATCH}
     assert "not a DICOM Part 10 file" in results["text"].reason
     assert "1.2.840.10008.5.1.4.1.1.104.1" in results["pdf"].reason
     assert "not to the study 1.2.3.4" in results["other study"].reason
@@ -95,7 +96,7 @@ def test_a_full_disk_answers_out_of_resources_and_stores_nothing(tmp_path):
     inbox = Inbox(tmp_path / "data", db, min_free_mb=1 << 40)  # a floor no disk reaches
     with Intake(inbox, db, "GCP-HEALTHCARE", "pubsub") as batch:
         outcome = batch.store(files[0].read_bytes())
-    assert outcome.status == intake.OUT_OF_RESOURCES and "free space" in outcome.reason
+    assert outcome.status == OUT_OF_RESOURCES and "free space" in outcome.reason
     assert db.query("SELECT count(*) AS n FROM instances")[0]["n"] == 0
 
 

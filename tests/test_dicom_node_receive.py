@@ -214,6 +214,22 @@ def test_truncated_dataset_is_refused_quarantined_and_node_keeps_serving(node, s
     assert len(stored_files(node)) == 1
 
 
+def test_a_data_set_of_another_sop_class_than_the_request_or_on_the_verification_context_is_refused(node, series):
+    """The SCP checks what the Part 10 intake checks (dicom_node.journalling): the data set's SOP class is the
+    request's, and only storage classes are stored."""
+    from pynetdicom.sop_class import CTImageStorage, Verification
+
+    raw = dataset_bytes(series[0])
+    ds = pydicom.dcmread(series[0])
+    assert ds.SOPClassUID != CTImageStorage
+    assert _send_raw(node.port, CTImageStorage, ds.SOPInstanceUID, raw) == 0xC210  # an MR data set sent as CT
+    notes = [json.loads(p.read_text()) for p in node.inbox.quarantine_dir.glob("*.json")]
+    assert len(notes) == 1 and "SOP Class/Instance UIDs differ" in notes[0]["reason"]
+    assert (notes[0]["sop_class"], notes[0]["calling_ae"]) == (CTImageStorage, "RAWSCU")
+    assert _send_raw(node.port, Verification, ds.SOPInstanceUID, raw) == 0x0122
+    assert stored_files(node) == []
+
+
 def test_low_disk_refuses_new_associations_and_answers_a700(node, series, tmp_path):
     from pynetdicom import AE
 
