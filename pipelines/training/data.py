@@ -52,11 +52,17 @@ def canonical_case(case: PhantomCase) -> CanonicalCase:
     )
 
 
+def seg_input_bytes(x: np.ndarray) -> np.ndarray:
+    """U-Net canvas inputs (float, 0…1 once clipped) as the uint8 0…255 that samples are kept in (a quarter of the
+    memory; training divides by 255 again)."""
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
 def seg_samples(cc: CanonicalCase, canvas: int = P.SEG_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """(slices, canvas, canvas, 3) uint8 inputs and (slices, canvas, canvas, classes) uint8 soft targets."""
     x, affine = P.seg_inputs(cc.norm, cc.spacing[1], cc.spacing[2], canvas)
     y = P.seg_targets(P.seg_classes(cc.labels), affine, canvas)
-    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8), y
+    return seg_input_bytes(x), y
 
 
 def cls_samples(cc: CanonicalCase, discs: list[NamedDisc], rng: np.random.Generator | None = None

@@ -31,6 +31,7 @@ from ai_service import labels as L
 from ai_service import preprocess as P
 from ai_service.volume import canonical_of
 from pipelines.importers.real_spine import VB2, VB2_BODIES, RealExam, clinical_like
+from pipelines.training.data import seg_input_bytes
 
 IGNORE = 255  # label value (and class value) of unknown voxels
 BELOW = 254  # label value of the unknown voxels below L5, where a teacher may label (L5-S1 disc, sacrum)
@@ -125,7 +126,7 @@ def real_seg_samples(exams: list[RealExam], canvas: int, variants=TRAIN_VARIANTS
                 below = P.seg_targets((labels == BELOW).astype(np.uint8), affine, canvas)[..., 1] > 127
                 _taught(y, np.asarray(teacher(np.clip(x, 0, 1))), below)
             keep = y.reshape(len(y), -1).any(axis=1)
-            xs.append((np.clip(x[keep], 0, 1) * 255).round().astype(np.uint8))
+            xs.append(seg_input_bytes(x[keep]))
             ys.append(y[keep])
     return np.concatenate(xs), np.concatenate(ys)
 
