@@ -254,9 +254,10 @@ def test_a_multipart_upload_cut_before_its_closing_boundary_is_refused(env):
 
 
 def test_file_names_beyond_latin_1_are_accepted(env):
-    """Browsers send a file name as UTF-8 bytes; the staged name keeps its digits (slice order)."""
+    """Browsers send a file name as UTF-8 bytes, which need not be Latin-1."""
     client, _ = env
-    files = [("files", (f"腰椎_{name}", content, kind)) for _, (name, content, kind) in png_files(phantom()[1] / "png")]
+    files = [("files", (f"腰椎_{name}", content, kind))
+             for _, (name, content, kind) in png_files(phantom()[1] / "png")]
     r = client.post("/api/studies", headers=R, files=files)
     assert r.status_code in (200, 202), r.text
 
