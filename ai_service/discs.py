@@ -310,7 +310,8 @@ def anatomy_problem(named: DiscAssignment, spacing: tuple[float, float, float]) 
     centre), each below a vertebral body, counted up from the sacrum; a field of view may cut the top ones. So:
     the sacrum found (without it the count is a guess: a thoracolumbar view would be named L1-L2 … L5-S1), at
     least :data:`MIN_ANALYSABLE_DISCS` discs of like size (:data:`MAX_VOLUME_RATIO`, :data:`MIN_VOLUME_SHARE`; a disc the view cuts is not compared), a body above every disc
-    (but the top one, which the field of view may cut), no level missing between two found ones,
+    (but the top one, which the field of view may cut), L5-S1 found (the sacrum is in view, so it is too: a read
+    without it would silently skip the commonest herniation level), no level missing between two found ones,
     and no gap between neighbours more than :data:`MAX_SPACING_RATIO` times another (a disc skipped or a speck
     counted as one).
     """
@@ -331,6 +332,9 @@ def anatomy_problem(named: DiscAssignment, spacing: tuple[float, float, float]) 
         return (f"disc sizes implausible ({' / '.join(f'{v * np.prod(spacing) / 1000:.1f}' for v in volumes)} ml): "
                 "not a lumbar spine as the models know it")
     found = [LEVELS.index(d.level) for d in discs]
+    if LEVELS[-1] not in {d.level for d in discs}:
+        return (f"disc {LEVELS[-1]} not found above the sacrum: the level herniations are most often at would go "
+                "unread, and the count above it is unconfirmed")
     missing = [LEVELS[i] for i in range(min(found), max(found) + 1) if i not in found]
     if missing:
         return f"disc {', '.join(missing)} not found between the others: the levels could not be counted reliably"

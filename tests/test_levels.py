@@ -214,6 +214,13 @@ def test_too_few_discs_a_level_gap_or_an_irregular_spacing_are_not_analysable():
     assert "disc spacing irregular (35 / 35 / 10 / 25 mm" in irregular
 
 
+def test_l5_s1_missing_above_a_found_sacrum_is_not_analysable():
+    """ivd-46 on a magnified canvas: L1-L2 … L4-L5 named right, L5-S1 lost; a report without it would read as
+    complete."""
+    problem = anatomy_problem(_named(LEVELS[:4], [20, 55, 90, 125]), SPACING)
+    assert "L5-S1 not found above the sacrum" in problem
+
+
 def test_no_sacrum_or_fewer_bodies_than_discs_are_not_analysable():
     rows = [20, 55, 90, 125, 160]
     assert "sacrum was not found" in anatomy_problem(_named(LEVELS, rows, sacrum=False), SPACING)
