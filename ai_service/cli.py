@@ -153,7 +153,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
     from dicom_node.status import format_status, load
 
-    status = load(args.data_dir or settings.data_dir)
+    status = load(args.data_dir or settings.local_dir)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 

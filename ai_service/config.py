@@ -202,6 +202,22 @@ class Settings(BaseSettings):
     pipeline_image: str = Field(
         "python:3.11", description="Container image of the pipeline's components on Vertex (with ldh-assist installed).")
 
+    # ---------------------------------------------------------------- deployment (terraform/, Dockerfile)
+    state_dir: Path | None = Field(
+        None, description="Local folder of the node's database, inbox and results and of the API's job database and "
+        "staging files: SQLite needs a local or NFS file system, never a bucket. Default: data_dir when that is a "
+        "folder; set it when data_dir is gs:// (on Cloud Run: the Filestore mount).")
+    pipeline_deid_key_secret: str | None = Field(
+        None, pattern=r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$",
+        description="Secret Manager secret version holding the de-identification key "
+        "(projects/P/secrets/S/versions/V): every pipeline step reads it there, so a Vertex run gets the name, never "
+        "the key, as a parameter.")
+
+    @property
+    def local_dir(self) -> Path:
+        """Where the state that must sit on a file system lives (see ``state_dir``)."""
+        return self.state_dir or Path(self.data_dir)
+
     log_level: str = Field("INFO", description="Log level.")
     log_format: str = Field("text", pattern="^(text|json)$", description="Log line format: text or json.")
 

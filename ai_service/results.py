@@ -147,6 +147,6 @@ def read_findings(storage: Storage, prefix: str) -> Findings:
 
 
 def _tmp_root(settings: Settings) -> Path:
-    root = Path(settings.data_dir) / "tmp"
+    root = settings.local_dir / "tmp"
     root.mkdir(parents=True, exist_ok=True)
     return root

@@ -51,7 +51,7 @@ class Node:
         self.settings = settings
         self.analyzer = analyzer
         self.poll_s = poll_s
-        self.data_dir = Path(settings.data_dir)
+        self.data_dir = settings.local_dir
         self.db = Database(db_path(self.data_dir))
         self.inbox = Inbox(self.data_dir, self.db, settings.node_min_free_mb)
         debounced: frozenset[str] = frozenset()

@@ -50,8 +50,8 @@ def _child(settings_values: dict, port: int, conn, parent_pid: int) -> None:
 
     settings = Settings(_env_file=None, **settings_values)
     configure(settings.log_level, settings.log_format)
-    db = Database(db_path(settings.data_dir))
-    inbox = Inbox(settings.data_dir, db, settings.node_min_free_mb)
+    db = Database(db_path(settings.local_dir))
+    inbox = Inbox(settings.local_dir, db, settings.node_min_free_mb)
     scp = StoreSCP(inbox, db, settings.node_allowed_host_list, settings.node_allowed_aet_list)
     server = start_scp(settings, scp, port, reuse_port=True)
     stop = threading.Event()

@@ -83,33 +83,50 @@ variable "pipeline_cron" {
   }
 }
 
-variable "min_instances" {
-  description = "Cloud Run minimum instances of the service (>= 1: the Pub/Sub subscriber must always run)."
-  type        = number
-  default     = 1
+variable "network" {
+  description = "VPC network of the Filestore share that holds the service's state; Cloud Run reaches it (and an on-premises PACS) through it: a name or projects/P/global/networks/N."
+  type        = string
   validation {
-    condition     = var.min_instances >= 1 && var.min_instances <= 10
-    error_message = "min_instances must be between 1 and 10."
+    condition     = can(regex("^(projects/[^/]+/global/networks/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", var.network))
+    error_message = "network must be a VPC network name or projects/P/global/networks/N."
   }
 }
 
-variable "max_instances" {
-  description = "Cloud Run maximum instances of the service."
-  type        = number
-  default     = 3
+variable "subnetwork" {
+  description = "Subnetwork of the service's Direct VPC egress in var.region (used when vpc_connector is null): a name or projects/P/regions/R/subnetworks/S."
+  type        = string
   validation {
-    condition     = var.max_instances >= 1
-    error_message = "max_instances must be at least 1."
+    condition     = can(regex("^(projects/[^/]+/regions/[^/]+/subnetworks/)?[a-z]([-a-z0-9]{0,61}[a-z0-9])?$", var.subnetwork))
+    error_message = "subnetwork must be a subnetwork name or projects/P/regions/R/subnetworks/S."
   }
 }
 
 variable "vpc_connector" {
-  description = "Serverless VPC Access connector (projects/P/locations/L/connectors/C) for reaching an on-premises PACS; null = none."
+  description = "Serverless VPC Access connector (projects/P/locations/L/connectors/C) on var.network instead of Direct VPC egress; null = Direct VPC egress on var.subnetwork."
   type        = string
   default     = null
   validation {
     condition     = var.vpc_connector == null || can(regex("^projects/[^/]+/locations/[^/]+/connectors/[^/]+$", var.vpc_connector))
     error_message = "vpc_connector must be a full connector name or null."
+  }
+}
+
+variable "state_client_ranges" {
+  description = "CIDR ranges that may mount the state share: the service's subnetwork (or connector) range and the admin VM that sets its owner once."
+  type        = list(string)
+  validation {
+    condition     = length(var.state_client_ranges) > 0 && alltrue([for r in var.state_client_ranges : can(cidrhost(r, 0))])
+    error_message = "state_client_ranges must list at least one IPv4 CIDR range such as 10.8.0.0/28."
+  }
+}
+
+variable "state_capacity_gb" {
+  description = "Size of the state share in GiB (node.db, inbox, results: the inbox holds studies until analysed and exported)."
+  type        = number
+  default     = 1024
+  validation {
+    condition     = var.state_capacity_gb >= 1024 && var.state_capacity_gb <= 9984
+    error_message = "state_capacity_gb must be 1024 to 9984 (a REGIONAL Filestore share of the smaller capacity band)."
   }
 }
 

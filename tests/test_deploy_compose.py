@@ -139,3 +139,26 @@ def test_dockerfile_copy_sources_exist():
                 *sources, _dest = line.split()[1:]
                 for source in sources:
                     assert (ROOT / source).exists(), f"{dockerfile.name}: {source}"
+
+
+def test_dockerfile_bases_are_build_arguments_defaulting_to_the_published_images():
+    """scripts/container_check.sh builds from local bases; a plain `docker build` still uses the published ones."""
+    text = (ROOT / "Dockerfile").read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.M))
+    assert args == {"BASE_IMAGE": "python:3.11-slim-bookworm", "NODE_IMAGE": "node:20-bookworm-slim"}
+    stages = re.findall(r"^FROM (\S+) AS (\w+)$", text, flags=re.M)
+    assert stages == [("${NODE_IMAGE}", "viewer"), ("${BASE_IMAGE}", "build"), ("${BASE_IMAGE}", "service")]
+
+
+@pytest.mark.slow
+def test_the_installed_package_holds_what_the_service_reads_at_run_time(tmp_path):
+    """The image installs a wheel, not the checkout (the first image built failed: no web page in it)."""
+    import zipfile
+
+    run = subprocess.run([tool("pip"), "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    names = set(zipfile.ZipFile(next(tmp_path.glob("ldh_assist-*.whl"))).namelist())
+    tracked = subprocess.run(["git", "ls-files", "ai_service/api/static", "viewer_plugin/js", "ai_service/model_store"],
+                             capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
+    assert len(tracked) > 10 and set(tracked) - names == set()

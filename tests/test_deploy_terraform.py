@@ -34,9 +34,10 @@ BAD_RESOURCES = {
                   "google_secret_manager_secret_iam_member.public_secret"},
     "CKV_LDH_2": {"google_project_iam_member.editor", "google_storage_bucket_iam_binding.owners",
                   "google_healthcare_dataset_iam_member.viewer"},
-    "CKV_LDH_3": {"google_healthcare_dataset.us", "google_storage_bucket.multi_region"},
+    "CKV_LDH_3": {"google_healthcare_dataset.us", "google_storage_bucket.multi_region",
+                  "google_filestore_instance.us_zone"},
     "CKV_LDH_4": {"google_healthcare_dataset.google_managed", "google_storage_bucket.google_managed",
-                  "google_storage_bucket.empty_key"},
+                  "google_storage_bucket.empty_key", "google_filestore_instance.google_managed"},
     "CKV_LDH_5": {"google_pubsub_subscription.no_dead_letter"},
 }
 # the only checks terraform/ skips, each with its reason beside the resource
@@ -139,7 +140,8 @@ INVALID = {
     "project_id": '"My_Project"', "region": '"us-central1"', "phi_regions": '["EU"]', "name_prefix": '"LDH"',
     "kms_key_name": '"ldh-key"', "service_image": '"docker.io/library/ldh:latest"',
     "pipeline_image": '"europe-west4-docker.pkg.dev/p/ldh/ldh-pipeline"', "pipeline_template_uri": '"s3://b/t.yaml"',
-    "pipeline_cron": '"@weekly"', "min_instances": "0", "max_instances": "0", "vpc_connector": '"ldh-connector"',
+    "pipeline_cron": '"@weekly"', "vpc_connector": '"ldh-connector"', "network": '"projects/p/networks/n"',
+    "subnetwork": '"Run_Subnet"', "state_client_ranges": '["10.8.0.0"]', "state_capacity_gb": "100",
     "feedback_retention_days": "30", "subscription_max_attempts": "3",
 }
 
@@ -406,9 +408,60 @@ def test_cloud_run_runs_ldh_serve_with_known_settings_on_its_port():
     static = {env["name"][0]: env.get("value", [None])[0] for env in container.get("env", [])}
     dynamic = [d["env"] for d in container.get("dynamic", []) if "env" in d]
     names = set(static) | {k for d in dynamic for k in for_each_map(config, d)}
-    assert names == output_settings(config)["ldh_env"] | output_settings(config)["secrets"] | {"LDH_API_HOST"}
+    assert names == output_settings(config)["ldh_env"] | output_settings(config)["secrets"] | {"LDH_API_HOST",
+                                                                                              "LDH_STATE_DIR"}
     assert unknown_ldh_names(names) == set()
+    static["LDH_STATE_DIR"] = config.locals["state_dir"] if static["LDH_STATE_DIR"] == "${local.state_dir}" else None
     Settings(_env_file=None, **{k[4:].lower(): v for k, v in static.items()})  # the literal values validate
     probes = {p: container[p][0]["http_get"][0]["path"][0] for p in ("startup_probe", "liveness_probe")}
     assert probes == {"startup_probe": "/readyz", "liveness_probe": "/healthz"}
     assert set(probes.values()) <= {route.path for route in health.router.routes}
+
+
+def test_cloud_run_keeps_the_node_state_on_filestore_with_one_instance():
+    """LDH_STATE_DIR is an NFS mount of the Filestore share (SQLite never on GCS FUSE), and one instance only:
+    Cloud Run mounts NFS without locking, so SQLite's locks hold within one instance."""
+    config = parse(TERRAFORM)
+    template = config.resources["google_cloud_run_v2_service.ldh"]["template"][0]
+    container = template["containers"][0]
+    state_dir = {env["name"][0]: env["value"][0] for env in container["env"]}["LDH_STATE_DIR"]
+    assert state_dir == "${local.state_dir}" and config.locals["state_dir"].startswith("/")
+    assert Settings(_env_file=None, data_dir="gs://b/ldh", state_dir=config.locals["state_dir"]).local_dir == Path(
+        config.locals["state_dir"])
+    mounts = {m["mount_path"][0]: m["name"][0] for m in container["volume_mounts"]}
+    volumes = {v["name"][0]: v for v in template["volumes"]}
+    assert set(volumes[mounts[state_dir]]) >= {"nfs"} and "gcs" not in volumes[mounts[state_dir]]
+    nfs = volumes[mounts[state_dir]]["nfs"][0]
+    assert "google_filestore_instance.state.networks[0].ip_addresses[0]" in nfs["server"][0]
+    assert "google_filestore_instance.state.file_shares[0].name" in nfs["path"][0] and not nfs["read_only"][0]
+    assert template["scaling"][0]["min_instance_count"][0] == template["scaling"][0]["max_instance_count"][0] == 1
+    assert template["execution_environment"][0] == "EXECUTION_ENVIRONMENT_GEN2"  # NFS volumes need it
+    share = config.resources["google_filestore_instance.state"]
+    assert share["kms_key_name"][0] == "${var.kms_key_name}" and share["location"][0] == "${var.region}"
+    export = share["file_shares"][0]["nfs_export_options"][0]
+    assert export["ip_ranges"][0] == "${var.state_client_ranges}"
+    assert "google_filestore_instance" in policy_modules()["CKV_LDH_4"].KEY_PATH
+
+
+def test_the_scheduled_vertex_run_names_the_deid_key_secret_never_the_key():
+    """Cloud Scheduler's PipelineJob carries config_json (the pipeline's required parameter) with the secret
+    version's name; only the service and the pipeline account may read that secret, the pipeline no other."""
+    from pipelines.retrain.config import RetrainConfig
+
+    config = parse(TERRAFORM)
+    retrain = config.locals["retrain_config"]
+    assert set(retrain) <= set(RetrainConfig.model_fields) and {"data_dir", "model_store", "deid_key_secret"} <= set(
+        retrain)
+    assert retrain["deid_key_secret"] == "${local.ldh_env.LDH_PIPELINE_DEID_KEY_SECRET}"
+    secret = config.locals["ldh_env"]["LDH_PIPELINE_DEID_KEY_SECRET"]
+    assert re.search(r'google_secret_manager_secret\.ldh\[\\?"LDH_PIPELINE_DEID_KEY\\?"\]\.id\}/versions/latest"?\}?$',
+                     secret), secret
+    # the value Terraform will put there passes the setting's own pattern
+    Settings(_env_file=None, pipeline_deid_key_secret="projects/p/secrets/ldh-deid-key/versions/latest")
+    body = config.resources["google_cloud_scheduler_job.retrain"]["http_target"][0]["body"][0]
+    assert "parameterValues" in body and "config_json" in body and "jsonencode(local.retrain_config)" in body
+    # no secret value is read or written by Terraform (it would sit in the state and could reach the body)
+    assert not [a for a in [*config.resources, *config.data] if a.startswith("google_secret_manager_secret_version")]
+    readers = config.resources["google_secret_manager_secret_iam_member.readers"]["for_each"][0]
+    pipeline = {v["secret"] for v in readers.values() if "google_service_account.pipeline" in v["member"]}
+    assert pipeline == {"LDH_PIPELINE_DEID_KEY"}

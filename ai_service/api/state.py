@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from pathlib import Path
 
 from ai_service.api.auth import Authenticator
 from ai_service.api.metrics import Metrics
@@ -40,12 +39,12 @@ class AppState:
         self.settings = settings
         self.auth = Authenticator(settings)
         self.storage = storage or storage_for(settings.data_dir)
-        self.tmp_root = Path(settings.data_dir) / "tmp"
+        self.tmp_root = settings.local_dir / "tmp"
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         for stale in self.tmp_root.iterdir():  # staging left by a killed process: never part of the data
             if stale.name.startswith(STAGING_PREFIXES):
                 shutil.rmtree(stale, ignore_errors=True)
-        self.jobs = JobStore(Path(settings.data_dir) / "api-jobs.sqlite")
+        self.jobs = JobStore(settings.local_dir / "api-jobs.sqlite")
         self.feedback = FeedbackStore(self.storage)
         self.metrics = Metrics()
         self.registry = ModelRegistry(settings.model_store)

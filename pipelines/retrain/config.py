@@ -1,7 +1,8 @@
 """What one pipeline run needs from the settings, as one JSON-able object (a KFP parameter).
 
 Components run in other processes (locally) or other machines (Vertex), so they get this, not the environment.
-The de-identification key is deliberately not part of it: it is read where the data lives (:mod:`.deid`).
+The de-identification key is deliberately not part of it (a Vertex run's parameters show in its console): it is
+read where the data lives, or from the Secret Manager secret version this names (:mod:`.deid`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RetrainConfig(BaseModel):
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     seed: int = 71
     workers: int = Field(2, ge=1)
+    deid_key_secret: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "RetrainConfig":
@@ -44,6 +46,7 @@ class RetrainConfig(BaseModel):
             "warm_start": settings.pipeline_warm_start, "replay_cases": settings.pipeline_replay_cases,
             "frozen_eval_cases": settings.pipeline_frozen_eval_cases,
             "holdout_fraction": settings.pipeline_holdout_fraction,
+            "deid_key_secret": settings.pipeline_deid_key_secret,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

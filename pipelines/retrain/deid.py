@@ -34,14 +34,52 @@ class DeidError(RuntimeError):
     """An export would contain an identifier."""
 
 
-def deid_key(storage: Storage, configured: str | None = None) -> bytes:
-    """The secret of the keyed hash: LDH_PIPELINE_DEID_KEY, else a random one in the data storage (``pipelines/
-    deid.key``), created with write-if-absent so concurrent first runs still agree on one key."""
+def deid_key(storage: Storage, configured: str | None = None, secret: str | None = None) -> bytes:
+    """The secret of the keyed hash: LDH_PIPELINE_DEID_KEY, else the Secret Manager secret version ``secret`` (how a
+    Vertex step gets the key Cloud Run has as LDH_PIPELINE_DEID_KEY), else a random one in the data storage
+    (``pipelines/deid.key``), created with write-if-absent so concurrent first runs still agree on one key.
+    Surrounding whitespace is not part of the key (``echo KEY | gcloud secrets versions add`` stores a newline)."""
     configured = configured or os.environ.get("LDH_PIPELINE_DEID_KEY")
     if configured:
-        return configured.encode()
+        return configured.strip().encode()
+    if secret:
+        return secret_payload(secret).strip()
     storage.write_if_absent(KEY, secrets.token_hex(32).encode())
     return storage.read_bytes(KEY).strip()
+
+
+def secret_payload(name: str) -> bytes:
+    """The data of Secret Manager secret version ``projects/P/secrets/S/versions/V`` through its REST API
+    (``:access``), as the Application Default Credentials (on Vertex: the run's service account), checked against
+    its CRC32C. ``SECRET_MANAGER_EMULATOR_HOST`` (host:port: plain HTTP, no credentials) points it at a local
+    server, as ``STORAGE_EMULATOR_HOST`` does for GCS. A secret that cannot be read is an error, never a reason to
+    fall back to another key (that would re-split every patient)."""
+    import base64
+
+    import google_crc32c
+    import requests
+
+    emulator = os.environ.get("SECRET_MANAGER_EMULATOR_HOST")
+    url = f"{f'http://{emulator}' if emulator else 'https://secretmanager.googleapis.com'}/v1/{name}:access"
+    if emulator:
+        session = requests.Session()
+    else:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        session = AuthorizedSession(google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])[0])
+    with session:
+        response = session.get(url, timeout=30)
+    if response.status_code != 200:
+        raise DeidError(f"de-identification key: Secret Manager answered {response.status_code} for {name}: "
+                        f"{response.text[:300]}")
+    payload = response.json().get("payload", {})
+    data = base64.b64decode(payload.get("data", ""))
+    if "dataCrc32c" in payload and int(payload["dataCrc32c"]) != google_crc32c.value(data):
+        raise DeidError(f"de-identification key: {name} arrived corrupted (CRC32C mismatch)")
+    if not data.strip():
+        raise DeidError(f"de-identification key: {name} is empty")
+    return data
 
 
 def patient_key(key: bytes, patient_id: str) -> str:

@@ -65,6 +65,10 @@ def _vertex_job(settings: Settings, cfg: RetrainConfig, template: Path, run_id: 
              if not is_remote(v)]
     if local:  # each step runs on its own machine: what they share must be in a bucket
         raise PipelineSetupError(f"on Vertex AI these must be gs:// URIs: {', '.join(local)}")
+    if settings.pipeline_deid_key and not cfg.deid_key_secret:  # the steps would hash patients with another key
+        raise PipelineSetupError("LDH_PIPELINE_DEID_KEY cannot go to a Vertex run (its parameters are shown in the "
+                                 "console): set LDH_PIPELINE_DEID_KEY_SECRET to the Secret Manager secret version "
+                                 "that holds the key")
     aiplatform.init(project=settings.vertex_project, location=settings.vertex_location)
     params = {"config_json": cfg.model_dump_json()}
     if run_id:

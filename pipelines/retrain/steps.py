@@ -44,7 +44,7 @@ def build_dataset(config_json: str) -> str:
     cfg, settings = _config(config_json)
     storage = storage_for(cfg.data_dir)
     c = run(storage, cfg.min_new_records)
-    info = build(storage, c, settings, deid_key(storage), holdout=cfg.holdout_fraction,
+    info = build(storage, c, settings, deid_key(storage, secret=cfg.deid_key_secret), holdout=cfg.holdout_fraction,
                  val=cfg.val_fraction, progress=lambda i, n: _say(f"dataset: record {i}/{n}") if i == n or i % 10 == 0
                  else None)
     _say(f"dataset {info.version}: " + ", ".join(f"{s} {v['discs']} discs/{v['patients']} patients"
