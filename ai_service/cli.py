@@ -81,7 +81,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         try:
             path = derive_seg_version(settings.model_store, args.source, args.version, canvas=args.canvas,
                                       slice_weight=args.slice_weight, sigma_px=args.sigma_px,
-                                      min_field_mm=args.min_field_mm, production=args.production)
+                                      min_field_mm=args.min_field_mm, retry_field_mm=args.retry_field_mm,
+                                      production=args.production)
         except FileExistsError as exc:
             raise ModelError(str(exc)) from None
         print(f"wrote {SEG_MODEL}:{args.version} to {path}{' (production)' if args.production else ''}")
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("name", help="model name (disc-seg, herniation-cls)")
     ep.add_argument("version", help="version or alias")
     dp = msub.add_parser("derive", help="publish a segmentation version's weights as a new version served another "
-                         "way (canvas side, smallest field, probability smoothing)",
+                         "way (canvas side, smallest field, probability smoothing, second read)",
                          description="The new version has the source's weights, its own canvas (ONNX re-exported) "
                          "and smoothing of the canvas probabilities (neighbouring slices, in-plane Gaussian). Compare "
                          "it with `ldh evaluate`, promote it, roll it back like any version.")
@@ -231,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--min-field-mm", type=field_mm, default=0.0,
                     help="the canvas spans at least this many mm: a smaller field of view is padded, not magnified "
                          "(default 0: the field of view fills the canvas)")
+    dp.add_argument("--retry-field-mm", type=field_mm, default=0.0,
+                    help="read an exam the anatomy check declines (or whose L5-S1 goes unread) again on a canvas "
+                         "spanning at least this many mm, kept when it passes (default 0: no second read); when "
+                         "only this differs from the source, its refiner is kept")
     dp.add_argument("--production", action="store_true", help="point the production alias at the new version")
     add_model_commands(msub)
     p.set_defaults(func=_models)

@@ -310,8 +310,7 @@ def anatomy_problem(named: DiscAssignment, spacing: tuple[float, float, float]) 
     centre), each below a vertebral body, counted up from the sacrum; a field of view may cut the top ones. So:
     the sacrum found (without it the count is a guess: a thoracolumbar view would be named L1-L2 … L5-S1), at
     least :data:`MIN_ANALYSABLE_DISCS` discs of like size (:data:`MAX_VOLUME_RATIO`, :data:`MIN_VOLUME_SHARE`; a disc the view cuts is not compared), a body above every disc
-    (but the top one, which the field of view may cut), L5-S1 found (the sacrum is in view, so it is too: a read
-    without it would silently skip the commonest herniation level), no level missing between two found ones,
+    (but the top one, which the field of view may cut), no level missing between two found ones,
     and no gap between neighbours more than :data:`MAX_SPACING_RATIO` times another (a disc skipped or a speck
     counted as one).
     """
@@ -332,9 +331,6 @@ def anatomy_problem(named: DiscAssignment, spacing: tuple[float, float, float]) 
         return (f"disc sizes implausible ({' / '.join(f'{v * np.prod(spacing) / 1000:.1f}' for v in volumes)} ml): "
                 "not a lumbar spine as the models know it")
     found = [LEVELS.index(d.level) for d in discs]
-    if LEVELS[-1] not in {d.level for d in discs}:
-        return (f"disc {LEVELS[-1]} not found above the sacrum: the level herniations are most often at would go "
-                "unread, and the count above it is unconfirmed")
     missing = [LEVELS[i] for i in range(min(found), max(found) + 1) if i not in found]
     if missing:
         return f"disc {', '.join(missing)} not found between the others: the levels could not be counted reliably"
@@ -347,6 +343,15 @@ def anatomy_problem(named: DiscAssignment, spacing: tuple[float, float, float]) 
         return (f"disc spacing irregular ({' / '.join(f'{g:.0f}' for g in gaps)} mm between neighbours): the levels "
                 "could not be counted reliably")
     return None
+
+
+def unread_levels(named: DiscAssignment) -> list[str]:
+    """Warnings for an analysable exam whose L5-S1 was not found although the sacrum was: the levels above were
+    counted through the L5 body, so they stand, but a report without the commonest herniation level must say it
+    is missing rather than read as complete."""
+    if named.sacrum_found and named.discs and LEVELS[-1] not in {d.level for d in named.discs}:
+        return [f"disc {LEVELS[-1]} not found above the sacrum: that level is not read"]
+    return []
 
 
 def discs_of(label_map: np.ndarray) -> list[NamedDisc]:

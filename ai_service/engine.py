@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from ai_service import preprocess as P  # noqa: E402
 from ai_service.config import Settings  # noqa: E402
-from ai_service.discs import DiscAssignment, anatomy_problem, assign_levels, discs_of  # noqa: E402
+from ai_service.discs import DiscAssignment, anatomy_problem, assign_levels, discs_of, unread_levels  # noqa: E402
 from ai_service.errors import InputError  # noqa: E402
 from ai_service.findings import DiscFinding, Extent3D, Findings, ModelVersions  # noqa: E402
 from ai_service.registry import CLS_MODEL, SEG_MODEL, ModelRef, ModelRegistry  # noqa: E402
@@ -153,8 +153,28 @@ class InferenceEngine:
         if self._refine is not None:
             self._refine(np.zeros((1, 16, 16, P.REFINE_FEATURES), np.float32))
 
-    def locate(self, norm: np.ndarray, spacing: tuple[float, float, float], timings=None) -> DiscAssignment:
-        return locate_discs(self._seg, norm, spacing, serving=self.serving, refine=self._refine, timings=timings)
+    def locate(self, norm: np.ndarray, spacing: tuple[float, float, float], timings=None,
+               serving: SegServing | None = None) -> DiscAssignment:
+        return locate_discs(self._seg, norm, spacing, serving=serving or self.serving, refine=self._refine,
+                            timings=timings)
+
+    def _second_read(self, norm, spacing, timings, volume: Volume) -> tuple[DiscAssignment, str | None, list[str]] | None:
+        """The version's retry (card ``preprocess.retry_field_mm``) for an exam the anatomy check declined or whose
+        L5-S1 went unread: the same network on a canvas spanning a wider field, kept only when it passes where the
+        first read did not. Small fields of view (a 221 mm exam magnified onto the canvas) lose their lowest disc
+        at the fill-the-canvas scale the phantoms need; an exam the first read passes is never read twice."""
+        retry = self.serving.retry()
+        if retry is None:
+            return None
+        second: dict[str, float] = {}
+        assignment = self.locate(norm, spacing, second, serving=retry)
+        for k, v in second.items():
+            timings[k] = timings.get(k, 0.0) + v
+        if anatomy_problem(assignment, spacing) or unread_levels(assignment):
+            return None
+        log.info("read on the retry field", extra={"series": volume.series_instance_uid,
+                                                   "field_mm": retry.min_field_mm})
+        return assignment, None, []
 
     def analyze(self, volume: Volume) -> Analysis:
         timings: dict[str, float] = {}
@@ -169,6 +189,10 @@ class InferenceEngine:
             raise InputError("no lumbar spine was found in this series (is it a sagittal lumbar spine MRI?)")
 
         problem = anatomy_problem(assignment, spacing)
+        unread = [] if problem else unread_levels(assignment)
+        if problem or unread:
+            assignment, problem, unread = self._second_read(norm, spacing, timings, volume) or (assignment, problem,
+                                                                                                 unread)
         if problem:  # never confident wrong levels: no disc is reported, the reason is
             log.info("not analysable", extra={"series": volume.series_instance_uid, "reason": problem})
             assignment = DiscAssignment([], np.zeros_like(assignment.label_map), assignment.vertebrae,
@@ -187,7 +211,7 @@ class InferenceEngine:
             series_instance_uid=volume.series_instance_uid,
             frame_of_reference_uid=volume.frame_of_reference_uid,
             source=volume.kind,
-            warnings=volume.warnings + assignment.warnings,
+            warnings=volume.warnings + assignment.warnings + unread,
             not_analysable=problem,
         )
         return Analysis(findings, canon.inverse(assignment.label_map), timings)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,20 @@ class SegServing:
     slice_weight: float = 0.0  # share each neighbouring slice gets in a slice's probabilities
     sigma_px: float = 0.0  # in-plane Gaussian on the canvas probabilities, canvas pixels
     min_field_mm: float = 0.0  # the canvas spans at least this many mm (smaller fields are padded, not magnified)
+    retry_field_mm: float = 0.0  # read again on a canvas spanning at least this when the anatomy check fails (0: no)
 
     @classmethod
     def of(cls, card: Mapping[str, Any]) -> SegServing:
-        post = card.get("postprocess", {})
+        post, pre = card.get("postprocess", {}), card.get("preprocess", {})
         return cls(int(card.get("architecture", {}).get("canvas", P.SEG_SIZE)),
                    float(post.get("slice_weight", 0.0)), float(post.get("sigma_px", 0.0)),
-                   float(card.get("preprocess", {}).get("min_field_mm", 0.0)))
+                   float(pre.get("min_field_mm", 0.0)), float(pre.get("retry_field_mm", 0.0)))
+
+    def retry(self) -> SegServing | None:
+        """The serving of the second read, or None when the version has none."""
+        if self.retry_field_mm <= self.min_field_mm:
+            return None
+        return replace(self, min_field_mm=self.retry_field_mm, retry_field_mm=0.0)
 
 
 def input_shape(name: str, card: Mapping[str, Any]) -> tuple[int, ...]:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ai_service.discs import DiscAssignment, anatomy_problem, assign_levels, discs_of
+from ai_service.discs import DiscAssignment, anatomy_problem, assign_levels, discs_of, unread_levels
 from ai_service.labels import LEVELS, disc_label
 
 SPACING = (4.0, 1.0, 1.0)  # (slice, row, col) mm
@@ -214,11 +214,14 @@ def test_too_few_discs_a_level_gap_or_an_irregular_spacing_are_not_analysable():
     assert "disc spacing irregular (35 / 35 / 10 / 25 mm" in irregular
 
 
-def test_l5_s1_missing_above_a_found_sacrum_is_not_analysable():
-    """ivd-46 on a magnified canvas: L1-L2 … L4-L5 named right, L5-S1 lost; a report without it would read as
-    complete."""
-    problem = anatomy_problem(_named(LEVELS[:4], [20, 55, 90, 125]), SPACING)
-    assert "L5-S1 not found above the sacrum" in problem
+def test_l5_s1_missing_above_a_found_sacrum_is_reported_as_not_read():
+    """ivd-46 on a magnified canvas: L1-L2 … L4-L5 named right through the L5 body, L5-S1 lost; the levels stand,
+    and the findings say L5-S1 was not read rather than reading as complete."""
+    four = _named(LEVELS[:4], [20, 55, 90, 125])
+    assert anatomy_problem(four, SPACING) is None
+    assert unread_levels(four) == ["disc L5-S1 not found above the sacrum: that level is not read"]
+    assert unread_levels(_named(LEVELS, [20, 55, 90, 125, 160])) == []
+    assert unread_levels(_named(LEVELS[:4], [20, 55, 90, 125], sacrum=False)) == []  # counted from the bottom
 
 
 def test_no_sacrum_or_fewer_bodies_than_discs_are_not_analysable():

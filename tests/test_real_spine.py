@@ -175,3 +175,39 @@ def test_shared_real_exams_keep_their_level_naming_and_dice_floor(root, engine):
             assert sum(score.levels_correct.values()) >= 3, exam.name
             assert all(score.dice[lv] > 0.4 for lv, ok in score.levels_correct.items() if ok), exam.name
     assert right >= 0.65 * 5 * 19  # levels named right over all 19 exams (70.5 % measured when this was written)
+
+
+def test_a_second_read_on_a_wider_field_reads_the_small_field_exams_and_changes_nothing_else(root, tmp_path,
+                                                                                            monkeypatch):
+    """The IVD exams' 221 mm fields fill the canvas, magnified past the phantoms' scales; the production U-Net
+    then lost discs (declined, or L5-S1 unread). A version with a second read on a 340 mm field (``ldh models
+    derive --retry-field-mm``) reads them: five levels, each on its manual disc. An exam the first read passes
+    whole is never read again, so its findings are the plain version's, disc for disc."""
+    import shutil
+
+    from ai_service.cli import main
+    from ai_service.config import Settings
+    from ai_service.engine import InferenceEngine
+    from ai_service.registry import SEG_MODEL, ModelRegistry
+    from ai_service.runtime import SegServing
+    from pipelines.training.real_eval import score_exam
+
+    shipped = Settings().model_store
+    shutil.copytree(shipped, tmp_path / "store")
+    store = tmp_path / "store"
+    served = SegServing.of(ModelRegistry(store).resolve(SEG_MODEL).card)
+    common = ["--canvas", str(served.canvas), "--slice-weight", str(served.slice_weight), "--sigma-px",
+              str(served.sigma_px), "--min-field-mm", str(served.min_field_mm)]
+    monkeypatch.setenv("LDH_MODEL_STORE", str(store))
+    assert main(["models", "derive", "production", "plain", *common]) == 0
+    assert main(["models", "derive", "production", "retried", *common, "--retry-field-mm", "340"]) == 0
+    plain = InferenceEngine(Settings(model_store=store, seg_model="plain"))
+    retried = InferenceEngine(Settings(model_store=store, seg_model="retried"))
+    for exam in R.load_exams(root):
+        if exam.dataset != R.IVD:
+            continue
+        first, second = score_exam(plain, exam, "given"), score_exam(retried, exam, "given")
+        assert second.analysable and all(second.levels_correct.values()), (exam.name, second)
+        assert min(second.dice.values()) > 0.4, (exam.name, second.dice)
+        if first.analysable and all(first.levels_correct.values()):
+            assert second.dice == first.dice and second.herniation_calls == first.herniation_calls, exam.name

@@ -85,6 +85,12 @@ def test_ldh_train_refine_ships_the_unet_with_its_refiner_as_a_new_version(tmp_p
     monkeypatch.setenv("LDH_MODEL_STORE", str(tmp_path))
     assert main(["models", "derive", "refined", "rederived", "--canvas", "256"]) == 0
     assert load_refiner(ModelRegistry(tmp_path).resolve(SEG_MODEL, "rederived"), threads=1) is None
+    served = SegServing.of(ref.card)  # only a second read added: the first read is the refiner's, so it stays
+    assert main(["models", "derive", "refined", "retried", "--canvas", str(served.canvas), "--slice-weight",
+                 str(served.slice_weight), "--sigma-px", str(served.sigma_px), "--retry-field-mm", "340"]) == 0
+    retried = ModelRegistry(tmp_path).resolve(SEG_MODEL, "retried")
+    assert SegServing.of(retried.card).retry() == SegServing(served.canvas, served.slice_weight, served.sigma_px, 340.0)
+    np.testing.assert_allclose(load_refiner(retried, threads=1)[0](probe), onnx_run(probe), atol=1e-6)
     capsys.readouterr()
     assert main(["train", "refine", "--seg-model", "refined", "--count", "1", "--store", str(tmp_path)]) == 2
     assert "already has a refiner" in capsys.readouterr().err

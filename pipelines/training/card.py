@@ -8,6 +8,7 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,24 +78,31 @@ SOURCE_ONLY = ("name", "version", "created_utc", "command", "software", "paramet
 
 
 def derive_seg_version(root: Path, source: str, version: str, *, canvas: int, slice_weight: float, sigma_px: float,
-                       min_field_mm: float = 0.0, production: bool) -> Path:
+                       min_field_mm: float = 0.0, retry_field_mm: float = 0.0, production: bool) -> Path:
     """Publish a segmentation version's weights as a new version served another way (canvas side, smallest field
-    the canvas spans, probability smoothing): a serving change goes through the registry like a retrained model, so it can be compared with
-    ``ldh evaluate``, promoted and rolled back. The card keeps the source's training record under
-    ``derived_from``; its validation figures were measured with the source's serving."""
+    the canvas spans, probability smoothing, a second read on a wider field): a serving change goes through the
+    registry like a retrained model, so it can be compared with ``ldh evaluate``, promoted and rolled back. The
+    card keeps the source's training record under ``derived_from``; its validation figures were measured with the
+    source's serving. A refiner learnt one serving's probabilities, so it is dropped, unless only the second read
+    changes: the first read, the one it learnt, is then served as before."""
     from ai_service.registry import SEG_MODEL
-    from ai_service.runtime import load_keras
+    from ai_service.runtime import REFINER_FILE, SegServing, load_keras
 
     ref = ModelRegistry(root).resolve(SEG_MODEL, source)
     card = {k: v for k, v in ref.card.items() if k not in SOURCE_ONLY}
     card["architecture"] = card.get("architecture", {}) | {"canvas": canvas}
-    card["preprocess"] = {"min_field_mm": min_field_mm}
+    card["preprocess"] = {"min_field_mm": min_field_mm, "retry_field_mm": retry_field_mm}
     card["postprocess"] = {"slice_weight": slice_weight, "sigma_px": sigma_px}
+    first_read = SegServing(canvas, slice_weight, sigma_px, min_field_mm)
+    refiner = None
+    if ref.card.get("refiner") and first_read == replace(SegServing.of(ref.card), retry_field_mm=0.0):
+        refiner = load_keras(ref, REFINER_FILE)
+        card["refiner"] = {k: v for k, v in ref.card["refiner"].items() if k not in ("onnx", "parameters")}
     card["derived_from"] = {"version": f"{SEG_MODEL}:{ref.version}", "command": ref.card.get("command"),
                             "metrics": card.pop("metrics", {}),
                             "note": "same weights; only how they are served differs"}
     card["metrics"] = {}
-    return save_model(load_keras(ref), root, SEG_MODEL, version, card, production=production)
+    return save_model(load_keras(ref), root, SEG_MODEL, version, card, production=production, refiner=refiner)
 
 
 def refined_seg_version(root: Path, source: str, version: str, refiner, refiner_card: dict[str, Any], *,
