@@ -115,6 +115,17 @@ def named_region(probs: np.ndarray, affine: np.ndarray, shape: tuple[int, int, i
 _GROW = np.ones((3, 3), np.uint8)
 
 
+def _verdict(assignment: DiscAssignment, spacing: tuple[float, float, float]) -> tuple[str | None, list[str]]:
+    """Why the named discs are not analysable (or None), and the warnings of an analysable read's unread levels.
+
+    A version with a second read (``SegServing.retry``) reads an exam again on a wider field when the first read
+    fails here, and keeps it only when it passes whole: small fields of view (a 221 mm exam magnified onto the
+    canvas) lose their lowest disc at the fill-the-canvas scale the phantoms need, and an exam the first read
+    passes is never read twice."""
+    problem = anatomy_problem(assignment, spacing)
+    return problem, [] if problem else unread_levels(assignment)
+
+
 class InferenceEngine:
     """Load once, call :meth:`analyze` from any thread."""
 
@@ -158,24 +169,6 @@ class InferenceEngine:
         return locate_discs(self._seg, norm, spacing, serving=serving or self.serving, refine=self._refine,
                             timings=timings)
 
-    def _second_read(self, norm, spacing, timings, volume: Volume) -> tuple[DiscAssignment, str | None, list[str]] | None:
-        """The version's retry (card ``preprocess.retry_field_mm``) for an exam the anatomy check declined or whose
-        L5-S1 went unread: the same network on a canvas spanning a wider field, kept only when it passes where the
-        first read did not. Small fields of view (a 221 mm exam magnified onto the canvas) lose their lowest disc
-        at the fill-the-canvas scale the phantoms need; an exam the first read passes is never read twice."""
-        retry = self.serving.retry()
-        if retry is None:
-            return None
-        second: dict[str, float] = {}
-        assignment = self.locate(norm, spacing, second, serving=retry)
-        for k, v in second.items():
-            timings[k] = timings.get(k, 0.0) + v
-        if anatomy_problem(assignment, spacing) or unread_levels(assignment):
-            return None
-        log.info("read on the retry field", extra={"series": volume.series_instance_uid,
-                                                   "field_mm": retry.min_field_mm})
-        return assignment, None, []
-
     def analyze(self, volume: Volume) -> Analysis:
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -188,11 +181,17 @@ class InferenceEngine:
         if not assignment.discs and assignment.vertebrae == 0 and not assignment.sacrum_found:
             raise InputError("no lumbar spine was found in this series (is it a sagittal lumbar spine MRI?)")
 
-        problem = anatomy_problem(assignment, spacing)
-        unread = [] if problem else unread_levels(assignment)
-        if problem or unread:
-            assignment, problem, unread = self._second_read(norm, spacing, timings, volume) or (assignment, problem,
-                                                                                                 unread)
+        problem, unread = _verdict(assignment, spacing)
+        retry = self.serving.retry() if problem or unread else None
+        if retry is not None:  # the version's second read on a wider field (card preprocess.retry_field_mm)
+            second: dict[str, float] = {}
+            again = self.locate(norm, spacing, second, serving=retry)
+            for k, v in second.items():
+                timings[k] = timings.get(k, 0.0) + v
+            if _verdict(again, spacing) == (None, []):
+                log.info("read on the retry field", extra={"series": volume.series_instance_uid,
+                                                           "field_mm": retry.min_field_mm})
+                assignment, problem, unread = again, None, []
         if problem:  # never confident wrong levels: no disc is reported, the reason is
             log.info("not analysable", extra={"series": volume.series_instance_uid, "reason": problem})
             assignment = DiscAssignment([], np.zeros_like(assignment.label_map), assignment.vertebrae,

@@ -55,24 +55,32 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch: int, train: bool, seed: int, w
 
     if train:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(to_float, num_parallel_calls=2)
-    if train and (window < x.shape[1] or zoom != (1.0, 1.0)):
-        side = int(x.shape[1])
 
-        def crop(a, b):
-            z = tf.random.uniform((), zoom[0], zoom[1], seed=seed)
-            cut = tf.clip_by_value(tf.cast(tf.round(window * z), tf.int32), 16, side)
-            both = tf.image.random_crop(tf.concat([a, b], axis=-1), tf.stack([cut, cut, 3 + k]), seed=seed)
-            if zoom != (1.0, 1.0):
-                both = tf.image.resize(both, (window, window), method="area" if zoom[1] > 1.0 else "bilinear",
-                                       antialias=True)
+        if zoom != (1.0, 1.0):
+            side = int(x.shape[1])
+
+            def zoomed(a, b):  # uint8 in, float out: resized soft targets need renormalising
+                z = tf.random.uniform((), zoom[0], zoom[1], seed=seed)
+                cut = tf.clip_by_value(tf.cast(tf.round(window * z), tf.int32), 16, side)
+                both = tf.image.random_crop(tf.concat([a, b], axis=-1), tf.stack([cut, cut, 3 + k]), seed=seed)
+                image, target = to_float(both[..., :3], both[..., 3:])
+                both = tf.image.resize(tf.concat([image, target], axis=-1), (window, window),
+                                       method="area" if zoom[1] > 1.0 else "bilinear", antialias=True)
                 both = tf.ensure_shape(both, (window, window, 3 + k))
-            image, target = both[..., :3], both[..., 3:]
-            known = tf.reduce_sum(target, axis=-1, keepdims=True)
-            target = tf.where(known > 0.5, target / tf.maximum(known, 1e-6), 0.0)
-            return image, target
+                image, target = both[..., :3], both[..., 3:]
+                known = tf.reduce_sum(target, axis=-1, keepdims=True)
+                return image, tf.where(known > 0.5, target / tf.maximum(known, 1e-6), 0.0)
 
-        ds = ds.map(crop, num_parallel_calls=2)
+            return ds.map(zoomed, num_parallel_calls=2).batch(batch).prefetch(2)
+
+        if window < x.shape[1]:
+            def crop(a, b):
+                both = tf.concat([a, b], axis=-1)
+                both = tf.image.random_crop(both, (window, window, 3 + k), seed=seed)
+                return both[..., :3], both[..., 3:]
+
+            ds = ds.map(crop, num_parallel_calls=2)
+    ds = ds.map(to_float, num_parallel_calls=2)
     return ds.batch(batch).prefetch(2)
 
 
