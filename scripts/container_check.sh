@@ -2,8 +2,8 @@
 # Build the service image (Dockerfile) and the pipeline image (pipelines/Dockerfile) where no image registry is
 # reachable, then run `ldh serve` in it for a C-STORE round trip (tests/test_deploy_container.py). The base images
 # are Debian bookworm root file systems made by mmdebstrap from the apt mirror and imported into podman; pip and
-# npm reach PyPI / npm through the host network. Not part of CI (README, Deploy). Needs root, podman, runc and
-# mmdebstrap (apt-get install podman runc mmdebstrap). Usage: scripts/container_check.sh [--cold] (--cold: no
+# npm reach PyPI / npm through the host network. Not part of CI (README, Deploy). Needs root; installs podman, runc and
+# mmdebstrap from apt when missing. Usage: scripts/container_check.sh [--cold] (--cold: no
 # layer cache, for timing a full build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +11,12 @@ tag=${LDH_IMAGE_TAG:-check}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 cache=()
 [ "${1:-}" = "--cold" ] && cache=(--no-cache)
-for tool in podman runc mmdebstrap; do
-  command -v "$tool" >/dev/null || { echo "container_check: $tool missing (apt-get install podman runc mmdebstrap)" >&2; exit 2; }
-done
+need=()
+for tool in podman runc mmdebstrap; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then  # Debian packages of the same names, as scripts/setup.sh installs its peers
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
 # runc with host networking (no bridge or iptables needed). podman asks for rlimits above this machine's hard
 # limits by default, which the kernel refuses ("error setting rlimit type 7: operation not permitted"): ask for
 # the current open-files limit, and a process limit runc may set (LDH_CONTAINER_NPROC)
