@@ -22,6 +22,7 @@ from ai_service.labels import LEVELS, disc_label
 MIN_DISC_MM3 = 150.0
 MIN_BODY_MM3 = 1500.0
 MIN_SACRUM_MM3 = 800.0
+SACRUM_PIECE_SHARE = 0.5  # a sacrum piece this share of the largest one, above it, is the top of the sacrum
 MIN_BODY_SHARE = 0.25  # share of the median body volume a body needs to count, unless the field of view cuts it
 MIN_SEPARATING_DISC = 0.5  # share of the median disc volume a disc needs to separate a body from the sacrum
 MIN_CUT_SHARE = 0.2  # a disc splits a body component when at least this share of it lies on each side of it
@@ -257,7 +258,10 @@ def _assign_levels(classes: np.ndarray, spacing: tuple[float, float, float], fov
     warnings: list[str] = []
     sacrum_row = None
     if sacra:
-        sacrum = max(sacra, key=lambda c: c.voxels)
+        # the sacrum's top is what the count needs: with a residual S1-S2 disc the network splits the sacrum in
+        # two like-sized pieces (vb2-17), and the larger lower one would make the S1 piece a lumbar body
+        largest = max(c.voxels for c in sacra)
+        sacrum = min((c for c in sacra if c.voxels >= SACRUM_PIECE_SHARE * largest), key=lambda c: c.centroid[1])
         sacrum_row = float(sacrum.centroid[1])
         disc_mask = classes == 1
         disc_rows = [float(d.centroid[1]) for d in discs if d.voxels >= MIN_SEPARATING_DISC * typical_disc]

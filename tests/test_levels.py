@@ -243,3 +243,18 @@ def test_a_disc_many_times_the_size_of_the_others_is_not_analysable():
     assignment.label_map[:, 0:2, 22:58] = disc_label("L1-L2")
     cut = DiscAssignment(discs_of(assignment.label_map), assignment.label_map, 6, True, [])
     assert "sizes" not in (anatomy_problem(cut, SPACING) or "")
+
+
+def test_a_sacrum_split_by_a_residual_s1_s2_disc_is_counted_from_its_top_piece():
+    # the network splits the sacrum in two like-sized pieces at a residual S1-S2 disc, with S2 called a body
+    # between them (vb2-17): the lower, larger piece is not the top of the sacrum
+    classes = spine(bodies=6)
+    top = np.nonzero((classes == 3).any(axis=(0, 2)))[0][0]
+    below = top + 31
+    classes[:, below : below + 5, 25:65] = 1  # the residual S1-S2 disc
+    classes[:, below + 6 : below + 16, 25:65] = 2  # S2 called a body
+    classes[:, below + 17 : below + 52, 25:65] = 3  # the rest of the sacrum, larger than the S1 piece
+    result = assign_levels(classes, SPACING)
+    assert [d.level for d in result.discs] == list(LEVELS)
+    l5_s1 = next(d for d in result.discs if d.level == "L5-S1")
+    assert l5_s1.box[1].stop <= top  # the disc just above the S1 piece, not the S1-S2 disc

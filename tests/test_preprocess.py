@@ -113,3 +113,44 @@ def test_disc_crop_samples_only_its_window_yet_equals_warping_the_whole_slice():
             crop = P.disc_crop(norm, mask, np.array(centre), axis, 0.7, 0.8)
             assert crop.dtype == np.float32
             np.testing.assert_array_equal(crop, ref)
+
+
+def test_disc_pose_follows_the_central_sections_not_lateral_pieces_running_off():
+    # a horizontal disc (rows 46-53) on ten slices; on the two outermost the mask runs off diagonally (a real
+    # exam's foramen or neighbour): the PCA of the projection tilted this frame ~45 degrees
+    mask = np.zeros((12, 140, 140), bool)
+    mask[1:11, 46:54, 40:90] = True
+    for s in (0, 11):
+        for k in range(60):
+            mask[s, 50 + k : 53 + k, 60 + k : 66 + k] = True
+    assert P.classified_slices(mask).tolist() == list(range(12))  # the runaway sections are classified too
+    centre, axis = P.disc_pose(mask, 0.8, 0.8)
+    assert abs(np.degrees(np.arctan2(axis[0], axis[1]))) < 2.0
+    assert axis[1] > 0  # posterior
+    np.testing.assert_allclose(centre, (49.5, 64.5), atol=1.0)
+    # one section, or a regular disc: the same frame as its own PCA
+    c2, a2 = P.disc_pose(mask[5], 0.8, 0.8)
+    np.testing.assert_allclose(c2, (49.5, 64.5), atol=1e-6)
+    np.testing.assert_allclose(np.abs(a2), (0.0, 1.0), atol=1e-6)
+
+
+def test_thin_slices_are_classified_as_slabs_of_about_4_mm_and_thick_ones_slice_by_slice():
+    from ai_service.discs import NamedDisc
+    from ai_service.engine import disc_crops
+
+    rng = np.random.default_rng(3)
+    for slice_mm, sections in ((1.0, 40), (4.0, 10)):
+        norm = rng.random((sections + 4, 120, 120)).astype(np.float32)
+        mask = np.zeros(norm.shape, bool)
+        mask[2 : 2 + sections, 50:60, 30:90] = True
+        box = (slice(2, 2 + sections), slice(50, 60), slice(30, 90))
+        crops, owners = disc_crops(norm, [NamedDisc("L4-L5", mask, box)], (slice_mm, 0.8, 0.8))
+        assert len(crops) == len(owners) == (10 if slice_mm == 1.0 else sections)
+        assert all(i == 0 and mask[s].any() for i, s in owners)
+        if slice_mm == 1.0:  # each crop is the mean of its four slices, the noise averaged down
+            single = disc_crops(norm[:, :, :], [NamedDisc("L4-L5", mask, box)], (4.0, 0.8, 0.8))[0]
+            inside = crops[..., 1] > 0.5
+            assert crops[..., 0][inside].std() < 0.7 * single[..., 0][single[..., 1] > 0.5].std()
+    assert [run.tolist() for run in P.slabs(np.arange(10), 4)] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert [run.tolist() for run in P.slabs(np.arange(3), 4)] == [[0, 1, 2]]
+    assert P.slab_slices(1.0) == 4 and P.slab_slices(3.0) == 1 and P.slab_slices(5.0) == 1

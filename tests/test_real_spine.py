@@ -166,15 +166,20 @@ def test_shared_real_exams_keep_their_level_naming_and_dice_floor(root, engine):
     declined with a reason; the IVD exams keep three levels right and a Dice floor on them."""
     from pipelines.training.real_eval import score_exam
 
-    right = 0
+    right = calls = 0
     for exam in R.load_exams(root):
         score = score_exam(engine, exam, "given")
         assert score.analysable or score.reason, exam.name
         right += sum(score.levels_correct.values())
+        calls += score.herniation_calls
         if exam.dataset == R.IVD and score.analysable:
             assert sum(score.levels_correct.values()) >= 3, exam.name
             assert all(score.dice[lv] > 0.4 for lv, ok in score.levels_correct.items() if ok), exam.name
-    assert right >= 0.65 * 5 * 19  # levels named right over all 19 exams (70.5 % measured when this was written)
+    # levels named right over all 19 exams: 70.5 % when this was written, 91.6 % once the sacrum was counted from
+    # its top piece (vb2-17); herniation calls on these healthy discs: 3 (9 before the crop frame followed the
+    # central sections and 1 mm series were read as 4 mm slabs)
+    assert right >= 0.85 * 5 * 19
+    assert calls <= 5
 
 
 def test_a_second_read_on_a_wider_field_reads_the_small_field_exams_and_changes_nothing_else(root, tmp_path,
