@@ -266,8 +266,7 @@ def disc_crops(norm: np.ndarray, named: list, spacing) -> tuple[np.ndarray, list
         centre = centre + (r0, c0)
         for slab in P.slabs(P.classified_slices(local), per_slab):
             section = s0 + slab
-            image = norm[section].mean(axis=0) if len(slab) > 1 else norm[section[0]]
-            mask = disc.mask[section].mean(axis=0) >= 0.5 if len(slab) > 1 else disc.mask[section[0]]
+            image, mask = norm[section].mean(axis=0), disc.mask[section].mean(axis=0) >= 0.5  # one slice: itself
             crops.append(P.disc_crop(image, mask, centre, axis, spacing[1], spacing[2]))
             owners.append((i, int(section[np.argmax(local[slab].sum(axis=(1, 2)))])))
     if not crops:

@@ -148,7 +148,7 @@ def test_thin_slices_are_classified_as_slabs_of_about_4_mm_and_thick_ones_slice_
         assert len(crops) == len(owners) == (10 if slice_mm == 1.0 else sections)
         assert all(i == 0 and mask[s].any() for i, s in owners)
         if slice_mm == 1.0:  # each crop is the mean of its four slices, the noise averaged down
-            single = disc_crops(norm[:, :, :], [NamedDisc("L4-L5", mask, box)], (4.0, 0.8, 0.8))[0]
+            single = disc_crops(norm, [NamedDisc("L4-L5", mask, box)], (4.0, 0.8, 0.8))[0]
             inside = crops[..., 1] > 0.5
             assert crops[..., 0][inside].std() < 0.7 * single[..., 0][single[..., 1] > 0.5].std()
     assert [run.tolist() for run in P.slabs(np.arange(10), 4)] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
