@@ -262,9 +262,10 @@ def disc_crops(norm: np.ndarray, named: list, spacing) -> tuple[np.ndarray, list
     per_slab = P.slab_slices(spacing[0])
     for i, disc in enumerate(named):
         local, (s0, r0, c0) = disc.mask[disc.box], (b.start for b in disc.box)
-        centre, axis = P.disc_pose(local, spacing[1], spacing[2])
+        read = P.classified_slices(local)
+        centre, axis = P.disc_pose(local, spacing[1], spacing[2], read)
         centre = centre + (r0, c0)
-        for slab in P.slabs(P.classified_slices(local), per_slab):
+        for slab in P.slabs(read, per_slab):
             section = s0 + slab
             image, mask = norm[section].mean(axis=0), disc.mask[section].mean(axis=0) >= 0.5  # one slice: itself
             crops.append(P.disc_crop(image, mask, centre, axis, spacing[1], spacing[2]))

@@ -205,8 +205,10 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
-def disc_pose(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def disc_pose(mask: np.ndarray, row_mm: float, col_mm: float, slices: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Centre (row, col in pixels) and unit long axis (d_row, d_col in mm space, pointing posterior) of a disc.
+    ``slices``: its :func:`classified_slices`, when the caller has them already (they cost a dilation).
 
     One frame for every slice of a disc: the area-weighted median of its classified sections' centres and
     angles. Not the PCA of its projection over slices: on real exams a few lateral sections run off into the
@@ -216,7 +218,8 @@ def disc_pose(mask: np.ndarray, row_mm: float, col_mm: float) -> tuple[np.ndarra
     if mask.ndim == 2:
         centre, axis = _section_pose(mask, row_mm, col_mm)
         return np.array([centre[0] / row_mm, centre[1] / col_mm]), axis
-    poses = [(_section_pose(mask[s], row_mm, col_mm), float(mask[s].sum())) for s in classified_slices(mask)]
+    poses = [(_section_pose(mask[s], row_mm, col_mm), float(mask[s].sum()))
+             for s in (classified_slices(mask) if slices is None else slices)]
     weights = np.array([w for _, w in poses])
     angles = np.array([np.arctan2(a[0], a[1]) for (_, a), _ in poses])  # within ±pi/2: axis[1] >= 0
     angle = _weighted_median(angles, weights)

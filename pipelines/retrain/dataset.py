@@ -111,8 +111,8 @@ def record_crops(storage: Storage, record: dict, settings: Settings, workdir: Pa
             skipped.append("box without a segmented disc under it")
             continue
         mask = canon.forward(labels == values[np.argmax(counts)])
-        centre, axis = P.disc_pose(mask, row_mm, col_mm)
         read = [int(s) for s in P.classified_slices(mask)]
+        centre, axis = P.disc_pose(mask, row_mm, col_mm, read)
         if disc["herniation"]:
             seen = _canonical_slice(canon, labels.shape, disc["slice_index"])
             targets = [(seen, 1)] + [(s, SCORED_ONLY) for s in read if s != seen]

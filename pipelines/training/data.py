@@ -83,8 +83,9 @@ def cls_samples(cc: CanonicalCase, discs: list[NamedDisc], rng: np.random.Genera
         true_mask = cc.labels == L.disc_label(level) if overlaps[level] else np.zeros_like(disc.mask)
         herniated = cc.herniated & true_mask
         mask = _jitter(disc.mask, rng) if rng is not None else disc.mask
-        centre, axis = P.disc_pose(mask, cc.spacing[1], cc.spacing[2])
-        for s in P.classified_slices(mask):
+        read = P.classified_slices(mask)
+        centre, axis = P.disc_pose(mask, cc.spacing[1], cc.spacing[2], read)
+        for s in read:
             crops.append(P.disc_crop(cc.norm[s], mask[s], centre, axis, cc.spacing[1], cc.spacing[2]))
             ys.append(float(herniated[s].sum() * pixel_mm2 >= MIN_HERNIATION_MM2))
             meta.append((disc.level, int(s), bool(overlaps[level]) and truth[level]))
