@@ -175,11 +175,12 @@ def test_shared_real_exams_keep_their_level_naming_and_dice_floor(root, engine):
         if exam.dataset == R.IVD and score.analysable:
             assert sum(score.levels_correct.values()) >= 3, exam.name
             assert all(score.dice[lv] > 0.4 for lv, ok in score.levels_correct.items() if ok), exam.name
-    # levels named right over all 19 exams: 70.5 % when this was written, 91.6 % once the sacrum was counted from
-    # its top piece (vb2-17); herniation calls on these healthy discs: 3 (9 before the crop frame followed the
-    # central sections and 1 mm series were read as 4 mm slabs)
+    # levels named right over all 19 exams: 70.5 % when this was written, 86.3 % (82 of 95) once the sacrum was
+    # counted from its top piece (vb2-17; vb2-06 and vb2-16 still shift by one); herniation calls on these healthy
+    # discs: 9 before the crop frame followed the central sections and 1 mm series were read as 4 mm slabs, 3
+    # after, 0 with cls-v5 (its highest P here 0.81, threshold 0.95)
     assert right >= 0.85 * 5 * 19
-    assert calls <= 5
+    assert calls == 0
 
 
 def test_a_second_read_on_a_wider_field_reads_the_small_field_exams_and_changes_nothing_else(root, tmp_path,
