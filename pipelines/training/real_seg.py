@@ -15,10 +15,12 @@ background. What the masks do say, and what this module turns into targets:
   below), and all but the marked bodies on slices where fewer than :data:`MIN_BODIES_ON_SLICE` bodies show
   (lateral: pedicles, disc rims).
 
-Why the herniation zone: these are healthy volunteers, so every canal behind their discs is empty; as known
-background it taught the U-Net that no disc material lies behind a disc (a fine-tune with it missed 49 % of the
-phantom hold-out's herniated voxels, 27 % before it), which is the one thing the product must see. Healthy exams
-say nothing about what a herniation looks like, so the zone is left to the phantoms.
+Why the herniation zone: these are healthy volunteers, so every canal behind their discs is empty, and as known
+background it would teach the U-Net that no disc material lies behind a disc, the one thing the product must
+see; healthy exams say nothing about what a herniation looks like, so the zone is left to the phantoms. (The
+fine-tunes do lose herniated voxels: on 10 phantom hold-out cases seg-v7 misses 27 % of them, seg-r2's U-Net 49 %,
+seg-r4's 36 %; seg-r5, the same run as seg-r4 with the zone unknown, 43 %: one run each, so the zone is not shown
+to be the cause.)
 
 Below L5 a *teacher* (the phantom-trained U-Net the fine-tune starts from) may fill in what it is sure of
 (:data:`TEACHER_P`): background, the L5-S1 disc and the sacrum, never a body (on real exams it takes S1 for one
