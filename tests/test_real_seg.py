@@ -48,14 +48,14 @@ def test_pseudo_discs_lie_between_the_bodies_they_join_and_the_unmarked_anatomy_
     # but not the canal behind a disc, where a herniation would lie (healthy exams cannot say it is empty):
     # unknown from the disc's back to HERNIATION_ZONE_MM behind it, while in front, past the rim, is background
     centre = labels[labels.shape[0] // 2]
+    zone, rim = (int(mm / exam.spacing[2]) for mm in (RS.HERNIATION_ZONE_MM, RS.RIM_MM))
     for level in L.LEVELS[:4]:
         r, c = np.nonzero(centre == L.disc_label(level))
         rows = slice(int(np.median(r)) - 1, int(np.median(r)) + 2)
-        behind = centre[rows, c.max() + 1 : c.max() + int(RS.HERNIATION_ZONE_MM / exam.spacing[2])]
+        behind = centre[rows, c.max() + 1 : c.max() + zone]
         unmarked = behind[~np.isin(behind, R.VB2_BODIES)]  # a body's corner may reach behind its disc
         assert len(unmarked) > 20 and (unmarked == RS.IGNORE).all(), level
-        front = centre[rows, c.min() - int(3 * RS.RIM_MM / exam.spacing[2]) : c.min() - int(2 * RS.RIM_MM)]
-        assert (front == 0).all(), level
+        assert (centre[rows, c.min() - 3 * rim : c.min() - 2 * rim] == 0).all(), level  # in front, past the rim
 
 
 def test_samples_give_unknown_pixels_no_target_and_the_loss_ignores_what_is_predicted_there(exam):
